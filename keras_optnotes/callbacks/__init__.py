@@ -1,0 +1,1 @@
+"""Training callbacks: Prechelt early stopping and the diagnostics that run inside `fit`."""

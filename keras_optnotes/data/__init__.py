@@ -1,0 +1,1 @@
+"""Datasets that need no network, and the batch-level augmentation recipe."""

@@ -1,0 +1,1 @@
+"""The notes' regularizers that Keras lacks, as `keras.regularizers.Regularizer`s."""

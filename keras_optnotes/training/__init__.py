@@ -1,0 +1,1 @@
+"""Things that need their own train step (sharpness-aware minimization and the like)."""

@@ -1,0 +1,6 @@
+"""Shared test set-up: quiet TensorFlow, the TensorFlow backend unless told otherwise."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
