@@ -1,0 +1,93 @@
+"""Adadelta: steps with the units of θ, from running averages of squared gradients and
+squared updates."""
+
+from keras import ops
+from keras.saving import register_keras_serializable
+
+from keras_optnotes.optimizers.base import Optimizer
+from keras_optnotes.optimizers.checks import check_decay_rate, check_positive
+
+
+@register_keras_serializable(package="keras_optnotes")
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012, Algorithm 1).
+
+    Symbols: θ the variable, g its gradient, E_g the running average of g² (slot
+    `accumulators`), E_Δ the running average of squared updates Δ² (slot
+    `delta_accumulators`), ρ `rho`, ε `epsilon`, η `learning_rate`.
+
+        E_g ← ρ E_g + (1 − ρ) g²
+        Δ   ← −( √(E_Δ + ε) / √(E_g + ε) ) · g
+        E_Δ ← ρ E_Δ + (1 − ρ) Δ²
+        θ   ← θ + η Δ
+
+    The notes ask what H is in their formula: it is E_Δ, the running average of the
+    squared *updates*; the ratio of the two roots gives the step the units of θ (the
+    notes' formula also drops the factor g). The paper has no learning rate; η = 1.0,
+    the default, is the paper. Keras' `keras.optimizers.Adadelta` defaults to η = 0.001.
+
+    Args:
+        learning_rate: η; a float > 0, a `LearningRateSchedule` or a callable.
+            Defaults to 1.0.
+        rho: ρ in [0, 1). Defaults to 0.95.
+        epsilon: ε > 0. Defaults to 1e-6.
+        jit_compile: run `apply()` as one XLA-compiled function (TensorFlow backend).
+        **kwargs: the keywords of `keras.optimizers.Optimizer`.
+
+    Example:
+        >>> model.compile(optimizer=Adadelta(), loss="mse")
+
+    References:
+        Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.
+    """
+
+    def __init__(
+        self, learning_rate=1.0, rho=0.95, epsilon=1e-6, *, jit_compile=True, **kwargs
+    ):
+        super().__init__(learning_rate, jit_compile=jit_compile, **kwargs)
+        self.rho = check_decay_rate("rho", rho)
+        self.epsilon = check_positive("epsilon", epsilon)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.accumulators, self.delta_accumulators = self.add_optimizer_variables(
+            variables, ["accumulator", "delta_accumulator"]
+        )
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = self.scalar(learning_rate, variable)
+        g = self.dense(gradient, variable)
+        index = self._get_variable_index(variable)
+        E_g = self.accumulators[index]
+        E_delta = self.delta_accumulators[index]
+        rho = self.scalar(self.rho, variable)
+        one_minus_rho = self.scalar(1.0 - self.rho, variable)
+        epsilon = self.scalar(self.epsilon, variable)
+
+        self.assign(
+            E_g,
+            ops.add(ops.multiply(rho, E_g), ops.multiply(one_minus_rho, ops.square(g))),
+        )
+        delta = ops.negative(
+            ops.multiply(
+                ops.divide(
+                    ops.sqrt(ops.add(E_delta, epsilon)), ops.sqrt(ops.add(E_g, epsilon))
+                ),
+                g,
+            )
+        )
+        self.assign(
+            E_delta,
+            ops.add(
+                ops.multiply(rho, E_delta),
+                ops.multiply(one_minus_rho, ops.square(delta)),
+            ),
+        )
+        self.assign_add(variable, ops.multiply(lr, delta))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rho=self.rho, epsilon=self.epsilon)
+        return config

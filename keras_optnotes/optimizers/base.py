@@ -1,0 +1,257 @@
+"""The shared base of the notes' update rules: argument checks and the XLA-fused step.
+
+Every rule of `keras_optnotes.optimizers` subclasses `Optimizer` below, which is itself a
+`keras.optimizers.Optimizer`. It adds three things to Keras' base class:
+
+- hyper-parameters are checked when the optimizer is constructed, and a bad value raises
+  `ValueError` naming the argument, the value received and the range accepted (Keras
+  accepts most nonsense silently);
+- `jit_compile=True` (the default) runs `apply()` — clipping, weight decay, the update of
+  every variable, EMA, gradient accumulation and the iteration counter — as one
+  XLA-compiled function on the TensorFlow backend, also when `apply()` is called eagerly
+  in a custom training loop or inside a `tf.function` that is not itself compiled;
+- loading saved optimizer state whose layout does not match is an error, where Keras only
+  warns and trains on from zeroed state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from typing import Any
+
+import keras
+from keras import ops
+
+from keras_optnotes.optimizers.checks import check_base_keywords, check_bool
+
+# The keywords of Keras' base optimizer that every rule takes and forwards unchanged.
+BASE_KEYWORDS = (
+    "weight_decay",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+    "name",
+)
+
+
+def check_learning_rate(learning_rate: Any) -> Any:
+    """Returns `learning_rate` as a Python float, or a schedule or callable unchanged.
+
+    Raises:
+        ValueError: when it is a number that is not finite or not positive, or neither
+            a number, a `LearningRateSchedule` nor a callable.
+    """
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return learning_rate
+    if callable(learning_rate) and not isinstance(learning_rate, numbers.Number):
+        return learning_rate
+    if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
+        value = float(learning_rate)
+        if math.isfinite(value) and value > 0:
+            return value
+    raise ValueError(
+        "Argument `learning_rate` must be a finite number > 0, a "
+        "`keras.optimizers.schedules.LearningRateSchedule` or a callable returning the "
+        f"learning rate. Received: learning_rate={learning_rate!r}"
+    )
+
+
+class _FusedApplyCache:
+    """Holds the compiled `apply` functions out of sight of Keras' and TF's trackers."""
+
+    def __init__(self):
+        self.functions = {}
+        self.learning_rate = None
+
+
+class Optimizer(keras.optimizers.Optimizer):
+    """Base class of the notes' update rules.
+
+    Subclasses implement `build()` and `update_step()` as in Keras, call
+    `scalar(value, variable)` for every hyper-parameter they use in an update (so that
+    float64 variables get float64 constants, never a float32 detour), and list their own
+    hyper-parameters in `get_config()`.
+
+    Args:
+        learning_rate: a float > 0, a `keras.optimizers.schedules.LearningRateSchedule`,
+            or a callable taking no argument and returning the learning rate.
+        jit_compile: on the TensorFlow backend, run each `apply()` as a single
+            XLA-compiled function (see `uses_fused_apply`). `False` runs Keras' plain
+            per-variable path. Both give the same numbers to float rounding. Under a
+            `tf.distribute` strategy with more than one replica the plain path is taken
+            whatever this says: XLA cannot reach variables that live on other devices
+            (a known Keras/TensorFlow limit). On the JAX backend Keras compiles the
+            whole train step already and this flag has no effect.
+        **kwargs: the keywords of `keras.optimizers.Optimizer` (`weight_decay`,
+            `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
+            `ema_overwrite_frequency`, `loss_scale_factor`,
+            `gradient_accumulation_steps`, `name`).
+    """
+
+    def __init__(self, learning_rate, *, jit_compile: bool = True, **kwargs):
+        check_base_keywords(kwargs)
+        super().__init__(learning_rate=check_learning_rate(learning_rate), **kwargs)
+        self.jit_compile = check_bool("jit_compile", jit_compile)
+        self._fused = _FusedApplyCache()
+        # Variables that exist before `build()` (iterations, the learning rate).
+        self._unbuilt_variable_count = len(self.variables)
+
+    # -- constants -----------------------------------------------------------------
+
+    @staticmethod
+    def scalar(value, variable):
+        """`value` as a tensor of `variable`'s dtype, converted without a float32 detour."""
+        if ops.is_tensor(value) or isinstance(value, keras.Variable):
+            return ops.cast(value, variable.dtype)
+        return ops.convert_to_tensor(value, dtype=variable.dtype)
+
+    def divide_by_root(self, numerator, accumulator, epsilon, epsilon_inside_sqrt):
+        """numerator / √(accumulator + ε) when `epsilon_inside_sqrt` (the notes' form),
+        else numerator / (√accumulator + ε) (the original papers' and torch.optim's)."""
+        epsilon = self.scalar(epsilon, accumulator)
+        if epsilon_inside_sqrt:
+            return ops.divide(numerator, ops.sqrt(ops.add(accumulator, epsilon)))
+        return ops.divide(numerator, ops.add(ops.sqrt(accumulator), epsilon))
+
+    def dense(self, gradient, variable):
+        """The gradient as a dense tensor of `variable`'s dtype.
+
+        Sparse gradients (`tf.IndexedSlices`, from an `Embedding` layer) are made dense:
+        every rule of the notes decays its state for all rows at every step, so a sparse
+        update would change the rule.
+        """
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if isinstance(gradient, tf.IndexedSlices):
+                gradient = tf.convert_to_tensor(gradient)
+        return ops.cast(gradient, variable.dtype)
+
+    # -- the fused step ------------------------------------------------------------
+
+    @property
+    def uses_fused_apply(self) -> bool:
+        """Whether `apply()` called here and now runs as one XLA-compiled function.
+
+        True when `jit_compile=True`, the backend is TensorFlow and no `tf.distribute`
+        strategy with more than one replica is in scope (neither now nor when the
+        optimizer was made).
+        """
+        if not self.jit_compile or keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        strategies = [tf.distribute.get_strategy()]
+        strategies.append(getattr(self, "_distribution_strategy", strategies[0]))
+        return all(s.num_replicas_in_sync == 1 for s in strategies)
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.uses_fused_apply:
+            return super().apply(grads, trainable_variables)
+        grads = list(grads)
+        if not grads:
+            return None
+        if trainable_variables is None:
+            if not self.built:
+                # Keras' own message says what to do.
+                return super().apply(grads, trainable_variables)
+            variables = None
+        else:
+            variables = list(trainable_variables)
+            if not self.built:
+                # Variables must exist before the compiled function is traced.
+                with keras.name_scope(self.name, caller=self):
+                    self.build(variables)
+                self.built = True
+        fused = self._fused_apply_function(variables)
+        fused(grads, self._learning_rate_from_callable())
+        return None
+
+    def _fused_apply_function(self, variables):
+        import tensorflow as tf
+
+        key = None if variables is None else tuple(self._var_key(v) for v in variables)
+        function = self._fused.functions.get(key)
+        if function is None:
+            plain_apply = super().apply
+
+            def fused_apply(grads, learning_rate):
+                with self._learning_rate_fixed(learning_rate):
+                    plain_apply(grads, variables)
+
+            function = tf.function(fused_apply, jit_compile=True, autograph=False)
+            self._fused.functions[key] = function
+        return function
+
+    def _learning_rate_from_callable(self):
+        """A callable learning rate, evaluated now so that XLA does not freeze it.
+
+        A `LearningRateSchedule` depends only on `iterations` and is evaluated inside the
+        compiled function; a learning-rate variable is read there too. A plain callable
+        may read anything, so it is called outside and its value passed in.
+        """
+        lr = self._learning_rate
+        if callable(lr) and not isinstance(
+            lr, (keras.optimizers.schedules.LearningRateSchedule, keras.Variable)
+        ):
+            return ops.convert_to_tensor(lr(), dtype="float32")
+        return None
+
+    @contextlib.contextmanager
+    def _learning_rate_fixed(self, learning_rate):
+        self._fused.learning_rate = learning_rate
+        try:
+            yield
+        finally:
+            self._fused.learning_rate = None
+
+    def _get_current_learning_rate(self):
+        fused = getattr(self, "_fused", None)
+        if fused is not None and fused.learning_rate is not None:
+            return fused.learning_rate
+        return super()._get_current_learning_rate()
+
+    # -- state ---------------------------------------------------------------------
+
+    def load_own_variables(self, store):
+        """Restores the optimizer's state; a layout mismatch is an error, not a warning."""
+        saved = len(store.keys())
+        variables = self.variables
+        if saved == self._unbuilt_variable_count < len(variables):
+            # Saved before its first step: no slot had state yet, so the slots just
+            # built (all at their initial value) are exactly what was saved.
+            variables = variables[:saved]
+        elif saved != len(variables):
+            raise ValueError(
+                f"Cannot load the state of optimizer '{self.name}' "
+                f"({type(self).__name__}): it has {len(self.variables)} variables but "
+                f"the saved state has {saved}. "
+                + (
+                    "The optimizer is not built yet: build it on the model's "
+                    "trainable variables first."
+                    if not self.built
+                    else "The saved optimizer was built with other arguments or on "
+                    "another model."
+                )
+            )
+        for i, variable in enumerate(variables):
+            value = store[str(i)]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"Cannot load the state of optimizer '{self.name}': variable {i} "
+                    f"({variable.path}) has shape {tuple(variable.shape)} but the saved "
+                    f"value has shape {tuple(value.shape)}."
+                )
+            variable.assign(value)
+
+    def get_config(self):
+        config = super().get_config()
+        config["jit_compile"] = self.jit_compile
+        return config
