@@ -1,1 +1,14 @@
 """Datasets that need no network, and the batch-level augmentation recipe."""
+
+from keras_optnotes.data.datasets import (  # noqa: F401
+    DATASETS,
+    OFFLINE_DATASETS,
+    DatasetUnavailableError,
+    Split,
+    cifar10,
+    digits,
+    load,
+    mnist,
+    spirals,
+    waveforms,
+)
