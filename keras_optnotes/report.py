@@ -1,0 +1,212 @@
+"""Writing a command's results: an all-or-nothing output folder, tables, CSV, figures.
+
+The commands (`compare`, `regularize`, `sharpness`, ...) write their files through
+`output_folder`, so a failed run never leaves half of a report behind, and format their
+tables with `markdown_table` and their per-epoch histories with `write_csv`.
+
+Example:
+
+>>> with output_folder("optnotes-report") as staging:  # doctest: +SKIP
+...     write_csv(staging / "runs.csv", ["epoch", "loss"], [[1, 0.5], [2, 0.25]])
+...     (staging / "runs.md").write_text(markdown_table(["epoch"], [[1], [2]]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path.cwd()
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Stages a command's files and moves them into `path` only if the block succeeds.
+
+    Before the block runs, checks that `path` is (or can become) a writable folder;
+    otherwise raises `keras_optnotes.cli.UsageError` naming it, before any work is
+    done. The block writes into a fresh staging folder created beside `path`; on
+    success each file is moved into `path` (created if needed, files of the same name
+    replaced, other files left alone); on any exception the staging folder is deleted
+    and `path` is exactly as it was.
+
+    Args:
+        path: the output folder.
+
+    Yields:
+        The staging folder, a `pathlib.Path`.
+
+    Raises:
+        keras_optnotes.cli.UsageError: `path` is not a folder or is not writable.
+    """
+    from keras_optnotes.cli import UsageError
+
+    target = Path(path).expanduser().absolute()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"output folder {path}: exists and is not a folder")
+    if target.is_dir():
+        try:
+            with tempfile.TemporaryFile(dir=target):
+                pass
+        except OSError as error:
+            raise UsageError(
+                f"output folder {path}: not writable ({error.strerror})"
+            ) from error
+    anchor = target.parent if target.parent.is_dir() else _nearest_existing(target)
+    if not anchor.is_dir():
+        raise UsageError(f"output folder {path}: {anchor} is not a folder")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=anchor))
+    except OSError as error:
+        raise UsageError(
+            f"output folder {path}: cannot write in {anchor} ({error.strerror})"
+        ) from error
+    try:
+        yield staging
+        target.mkdir(parents=True, exist_ok=True)
+        for item in sorted(staging.iterdir()):
+            destination = target / item.name
+            if destination.is_dir() and item.is_dir():
+                shutil.rmtree(destination)
+            os.replace(item, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def format_cell(value: Any) -> str:
+    """Text for a table cell: floats to 4 significant digits, `None` empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, Integral):
+        return str(int(value))
+    if isinstance(value, Real):
+        value = float(value)
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    for index, row in enumerate(rows):
+        if len(row) != len(columns):
+            raise ValueError(
+                f"Row {index} has {len(row)} cells; expected {len(columns)} "
+                f"(one per column: {', '.join(map(str, columns))})."
+            )
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; number columns are right-aligned.
+
+    Args:
+        columns: the header cells.
+        rows: one sequence of cells per row, as many cells as columns. Floats are
+            written with 4 significant digits, `None` as an empty cell.
+
+    Returns:
+        The table, one line per row, ending with a newline.
+
+    Example:
+
+    >>> print(markdown_table(["rule", "loss"], [["Adam", 0.12345]]), end="")
+    | rule | loss |
+    |:-----|-----:|
+    | Adam | 0.1235 |
+    """
+    _check_rows(columns, rows)
+    numeric = [
+        bool(rows) and all(_is_number(row[i]) or row[i] is None for row in rows)
+        for i in range(len(columns))
+    ]
+    header = "| " + " | ".join(format_cell(c) for c in columns) + " |"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (len(format_cell(c)) + 1) + ":")
+            if right
+            else (":" + "-" * (len(format_cell(c)) + 1))
+            for c, right in zip(columns, numeric, strict=True)
+        )
+        + "|"
+    )
+    body = ["| " + " | ".join(format_cell(cell) for cell in row) + " |" for row in rows]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def write_csv(
+    path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> Path:
+    """Writes rows to a CSV file with a header; floats keep full precision.
+
+    Args:
+        path: the file to write.
+        columns: the header cells.
+        rows: one sequence of cells per row, as many cells as columns; `None` is
+            written as an empty cell.
+
+    Returns:
+        The path written.
+    """
+    _check_rows(columns, rows)
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                [
+                    ""
+                    if cell is None
+                    else repr(float(cell))
+                    if isinstance(cell, (float, np.floating))
+                    else cell
+                    for cell in row
+                ]
+            )
+    return path
+
+
+def new_figure(**kwargs: Any):
+    """A matplotlib `Figure` that is not registered with pyplot.
+
+    It is drawn by the file-only Agg canvas, so it works without a display, changes no
+    global backend and is freed when dropped. Save it with `figure.savefig(path)`.
+
+    Args:
+        **kwargs: passed to `matplotlib.figure.Figure` (`figsize=`, `layout=`, ...).
+
+    Returns:
+        The figure.
+
+    Raises:
+        ImportError: matplotlib is not installed; the message names the extra.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(
+            'matplotlib is not installed: pip install "keras-optnotes[plot]"'
+        ) from error
+    return Figure(**kwargs)
