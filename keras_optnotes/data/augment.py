@@ -1,0 +1,180 @@
+"""Batch-level image augmentation for `model.fit`, built from Keras' own layers."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+_FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+def _check_fraction(name: str, value, *, upper: float, closed_lower: bool) -> float:
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (value >= 0 if closed_lower else value > 0)
+        and value <= upper
+    )
+    if not ok:
+        bracket = "[" if closed_lower else "("
+        raise ValueError(
+            f"`{name}` must be a number in {bracket}0, {upper:g}]. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def augment(
+    dataset: tf.data.Dataset,
+    *,
+    flip: str | None = None,
+    rotate: float | None = None,
+    zoom: float | None = None,
+    crop: tuple[int, int] | None = None,
+    mixup_alpha: float | None = None,
+    cutmix_alpha: float | None = None,
+    cutout: float | None = None,
+    num_classes: int | None = None,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Augments a batched image dataset of (x, y) pairs with Keras' own layers.
+
+    Each batch x of shape (N, H, W, C), channels last, goes through, in this order
+    and only for the arguments given:
+
+    - `flip`: `keras.layers.RandomFlip(flip)`;
+    - `rotate`: `keras.layers.RandomRotation(rotate)`, an angle drawn in
+      [−rotate, rotate] · 2π;
+    - `zoom`: `keras.layers.RandomZoom(zoom)`, the height and width scaled by up to
+      ±zoom;
+    - `crop`: `keras.layers.RandomCrop(h, w)`, a random h × w window (the output
+      is h × w; at inference Keras' layer center-crops, so build the model for
+      h × w and center-crop the validation images the same way);
+    - `cutout`: `keras.layers.RandomErasing`, one rectangle covering the fraction
+      `cutout` of the image area set to 0 in every image (DeVries & Taylor);
+    - `mixup_alpha`: `keras.layers.MixUp(alpha)`: x̃ = λ x_i + (1−λ) x_j,
+      ỹ = λ y_i + (1−λ) y_j with λ ~ Beta(α, α) per example (Zhang et al.);
+    - `cutmix_alpha`: `keras.layers.CutMix` with λ ~ Beta(α, α): a box of area
+      (1−λ) of the image is pasted from x_j, ỹ = λ y_i + (1−λ) y_j, λ recomputed
+      from the box (Yun et al.).
+
+    MixUp and CutMix need one-hot labels: integer labels of shape (N,) are turned
+    into one-hot float labels (`num_classes` needed); mixed labels still sum to 1.
+    The augmentation runs in the `tf.data` pipeline, outside the model, so the
+    model's train step stays XLA-compiled (`jit_compile=True`) and validation data
+    is untouched. Under a fixed `seed` the augmented stream is the same on every
+    call of `augment`; each pass over the returned dataset draws new
+    transformations (a new epoch sees new augmentations).
+
+    Args:
+        dataset: a batched `tf.data.Dataset` of (images, labels).
+        flip: "horizontal", "vertical" or "horizontal_and_vertical".
+        rotate: rotation factor in (0, 1] (fraction of a full turn).
+        zoom: zoom factor in (0, 1).
+        crop: (height, width) of the random crop, positive integers.
+        mixup_alpha: α > 0 of MixUp's Beta(α, α).
+        cutmix_alpha: α in (0, 1] of CutMix's Beta(α, α) (Keras bounds it by 1).
+        cutout: the erased fraction of the image area, in (0, 1].
+        num_classes: the number of classes, for integer labels with MixUp/CutMix.
+        seed: integer seed; layer i is seeded `seed + i`.
+
+    Returns:
+        A `tf.data.Dataset` of augmented (images, labels) batches.
+
+    Example:
+        >>> train = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+        >>> model.fit(augment(train, rotate=0.05, mixup_alpha=0.2, num_classes=10))
+
+    References:
+        Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018.
+        Yun et al., "CutMix", ICCV 2019.
+        DeVries & Taylor, "Improved Regularization of CNNs with Cutout", 2017.
+    """
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(
+            "`dataset` must be a batched tf.data.Dataset of (images, labels). "
+            f"Received: dataset={type(dataset).__name__}"
+        )
+    image_layers = []
+    if flip is not None:
+        if flip not in _FLIP_MODES:
+            raise ValueError(
+                f"`flip` must be one of {', '.join(map(repr, _FLIP_MODES))} or None. "
+                f"Received: flip={flip!r}"
+            )
+        image_layers.append(lambda s: keras.layers.RandomFlip(flip, seed=s))
+    if rotate is not None:
+        rotate = _check_fraction("rotate", rotate, upper=1.0, closed_lower=False)
+        image_layers.append(lambda s: keras.layers.RandomRotation(rotate, seed=s))
+    if zoom is not None:
+        zoom = _check_fraction("zoom", zoom, upper=1.0, closed_lower=False)
+        image_layers.append(lambda s: keras.layers.RandomZoom(zoom, seed=s))
+    if crop is not None:
+        if (
+            not isinstance(crop, (tuple, list))
+            or len(crop) != 2
+            or not all(isinstance(c, int) and c >= 1 for c in crop)
+        ):
+            raise ValueError(
+                "`crop` must be a pair of positive integers (height, width). "
+                f"Received: crop={crop!r}"
+            )
+        image_layers.append(lambda s: keras.layers.RandomCrop(*crop, seed=s))
+    if cutout is not None:
+        cutout = _check_fraction("cutout", cutout, upper=1.0, closed_lower=False)
+        image_layers.append(
+            lambda s: keras.layers.RandomErasing(
+                factor=(1.0, 1.0), scale=(cutout, cutout), fill_value=0.0, seed=s
+            )
+        )
+    mixing_layers = []
+    if mixup_alpha is not None:
+        mixup_alpha = _check_fraction(
+            "mixup_alpha", mixup_alpha, upper=math.inf, closed_lower=False
+        )
+        mixing_layers.append(lambda s: keras.layers.MixUp(alpha=mixup_alpha, seed=s))
+    if cutmix_alpha is not None:
+        cutmix_alpha = _check_fraction(
+            "cutmix_alpha", cutmix_alpha, upper=1.0, closed_lower=False
+        )
+        mixing_layers.append(
+            lambda s: keras.layers.CutMix(factor=(cutmix_alpha, cutmix_alpha), seed=s)
+        )
+    if num_classes is not None and (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or num_classes < 2
+    ):
+        raise ValueError(
+            "`num_classes` must be an integer >= 2. "
+            f"Received: num_classes={num_classes!r}"
+        )
+    layers = [make(seed + i) for i, make in enumerate(image_layers + mixing_layers)]
+    first_mixing = len(image_layers)
+
+    def one_hot(labels):
+        if labels.shape.rank is not None and labels.shape.rank >= 2:
+            return tf.cast(labels, "float32")
+        if num_classes is None:
+            raise ValueError(
+                "MixUp and CutMix mix one-hot labels: pass `num_classes` for "
+                "integer labels, or give one-hot labels."
+            )
+        return tf.one_hot(tf.cast(labels, "int32"), num_classes)
+
+    def apply(images, labels):
+        images = tf.cast(images, "float32")
+        for layer in layers[:first_mixing]:
+            images = layer(images, training=True)
+        if first_mixing < len(layers):
+            labels = one_hot(labels)
+        for layer in layers[first_mixing:]:
+            mixed = layer({"images": images, "labels": labels}, training=True)
+            images, labels = mixed["images"], mixed["labels"]
+        return images, labels
+
+    # Sequential map: the layers' seed generators advance in a fixed order.
+    return dataset.map(apply)
