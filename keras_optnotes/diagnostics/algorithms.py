@@ -1,0 +1,273 @@
+"""Algorithms on a Hessian operator: power iteration with deflation, Hutchinson's trace.
+
+The algorithms only need `matvec(v) -> H v` on flat float64 vectors, so they are
+written in NumPy (float64) and tested on explicit matrices; `hessian_top_eigenvalues`
+and `hessian_trace` plug the model's `HessianOperator` into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_optnotes.diagnostics.operators import HessianOperator
+from keras_optnotes.diagnostics.results import HessianEigenvalues, HessianTrace
+
+MatVec = Callable[[np.ndarray], np.ndarray]
+
+
+def check_integer(name: str, value: Any, minimum: int) -> int:
+    """`value` as an int, or `ValueError` naming `name` if it is not an int ≥ minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}; received {value!r}."
+        )
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {value}.")
+    return int(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """`value` as a float, or `ValueError` naming `name` unless finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"`{name}` must be a number > 0; received {value!r}.")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a finite number > 0; received {value}.")
+    return float(value)
+
+
+def power_iteration(
+    matvec: MatVec,
+    size: int,
+    k: int = 1,
+    max_iterations: int = 100,
+    tolerance: float = 1e-3,
+    seed: int = 0,
+    initial: np.ndarray | None = None,
+) -> HessianEigenvalues:
+    """The k eigenvalues of largest magnitude of a symmetric operator.
+
+    Power iteration v ← H v / ‖H v‖ on the space orthogonal to the eigenvectors already
+    found (deflation by projection: the operator becomes (I − UUᵀ) H (I − UUᵀ)). The
+    estimate is the Rayleigh quotient λ = vᵀ H v; iteration stops when
+    |λ_t − λ_{t−1}| ≤ tolerance · |λ_{t−1}|.
+
+    Args:
+      matvec: v ↦ H v on flat float64 vectors of length `size`.
+      size: the dimension n.
+      k: how many eigenvalues (1 ≤ k ≤ n).
+      max_iterations: iterations allowed per eigenvalue.
+      tolerance: relative change of λ that counts as converged.
+      seed: seed of the Gaussian start vectors.
+      initial: optional start vector for the first eigenvalue (a warm start).
+
+    Returns:
+      `HessianEigenvalues` with eigenvalues, eigenvectors, residuals ‖Hu − λu‖,
+      iterations and `converged`.
+
+    Note:
+      Power iteration finds the eigenvalues of largest *magnitude*; at a saddle the
+      first may be negative.
+    """
+    k = check_integer("k", k, 1)
+    if k > size:
+        raise ValueError(
+            f"`k` must be at most the number of parameters {size}; received {k}."
+        )
+    max_iterations = check_integer("max_iterations", max_iterations, 1)
+    tolerance = check_positive("tolerance", tolerance)
+    rng = np.random.default_rng(seed)
+    found: list[np.ndarray] = []
+    values, residuals, iterations, all_converged = [], [], [], True
+
+    def project(v: np.ndarray) -> np.ndarray:
+        for u in found:
+            v = v - (u @ v) * u
+        return v
+
+    for index in range(k):
+        start = rng.standard_normal(size)
+        if index == 0 and initial is not None:
+            start = np.asarray(initial, np.float64).ravel()
+        v = project(start)
+        v /= np.linalg.norm(v)
+        eigenvalue, converged, used = None, False, 0
+        hv = project(matvec(v))
+        while used < max_iterations:
+            used += 1
+            new_eigenvalue = float(v @ hv)
+            norm = np.linalg.norm(hv)
+            if eigenvalue is not None and abs(new_eigenvalue - eigenvalue) <= (
+                tolerance * abs(eigenvalue)
+            ):
+                eigenvalue, converged = new_eigenvalue, True
+                break
+            eigenvalue = new_eigenvalue
+            if norm == 0.0:  # v lies in the null space: λ = 0 exactly
+                converged = True
+                break
+            v = project(hv / norm)
+            v /= np.linalg.norm(v)
+            hv = project(matvec(v))
+        eigenvalue = float(v @ hv)
+        residuals.append(float(np.linalg.norm(hv - eigenvalue * v)))
+        values.append(eigenvalue)
+        iterations.append(used)
+        found.append(v)
+        all_converged &= converged
+    return HessianEigenvalues(
+        eigenvalues=np.array(values),
+        eigenvectors=np.stack(found),
+        residuals=np.array(residuals),
+        iterations=np.array(iterations),
+        converged=bool(all_converged),
+    )
+
+
+def hutchinson(
+    matvec: MatVec,
+    size: int,
+    samples: int = 100,
+    seed: int = 0,
+    tolerance: float | None = None,
+) -> HessianTrace:
+    """Hutchinson's unbiased estimate of tr(H) with Rademacher vectors.
+
+    tr(H) ≈ (1/m) Σ_i z_iᵀ H z_i with z_i ∈ {−1, +1}ⁿ uniform; the standard error is
+    the sample standard deviation of z_iᵀ H z_i over √m.
+
+    Args:
+      matvec: v ↦ H v on flat float64 vectors of length `size`.
+      size: the dimension n.
+      samples: the number m of vectors (≥ 2, so that a standard error exists).
+      seed: seed of the Rademacher draws.
+      tolerance: when given, stop early once at least 10 samples give
+        standard_error ≤ tolerance · |trace|; `converged` says whether that held.
+        When `None`, all samples are used and `converged` is `True`.
+
+    Returns:
+      `HessianTrace(trace, standard_error, samples, converged)`.
+
+    References:
+      Hutchinson, "A stochastic estimator of the trace of the influence matrix for
+      Laplacian smoothing splines", 1990.
+    """
+    samples = check_integer("samples", samples, 2)
+    if tolerance is not None:
+        tolerance = check_positive("tolerance", tolerance)
+    rng = np.random.default_rng(seed)
+    draws: list[float] = []
+    converged = tolerance is None
+    for _ in range(samples):
+        z = rng.integers(0, 2, size=size).astype(np.float64) * 2.0 - 1.0
+        draws.append(float(z @ matvec(z)))
+        if tolerance is not None and len(draws) >= 10:
+            mean = np.mean(draws)
+            error = np.std(draws, ddof=1) / np.sqrt(len(draws))
+            if error <= tolerance * abs(mean):
+                converged = True
+                break
+    values = np.array(draws)
+    return HessianTrace(
+        trace=float(values.mean()),
+        standard_error=float(values.std(ddof=1) / np.sqrt(len(values))),
+        samples=len(values),
+        converged=bool(converged),
+    )
+
+
+def hessian_top_eigenvalues(
+    model: keras.Model,
+    data: Any,
+    k: int = 1,
+    max_iterations: int = 100,
+    tolerance: float = 1e-3,
+    seed: int = 0,
+    *,
+    loss: Any = None,
+    training: bool = False,
+    batch_size: int = 256,
+) -> HessianEigenvalues:
+    """The k largest-magnitude eigenvalues of the Hessian of the loss, λ_max first.
+
+    Power iteration with deflation (`power_iteration`) on H = ∇²f(θ) at the model's
+    current weights, f the training loss averaged over all batches of `data`
+    (`HessianOperator`). Each iteration is one Hessian-vector product per batch.
+
+    Args:
+      model: a built Keras model, compiled with a loss (or pass `loss=`).
+      data: a `tf.data.Dataset` of `(x, y[, sample_weight])` batches or a tuple of
+        arrays.
+      k: number of eigenvalues (≥ 1).
+      max_iterations: power iterations per eigenvalue.
+      tolerance: relative change of the eigenvalue that stops the iteration.
+      seed: seed of the start vectors.
+      loss: replaces the compiled loss.
+      training: forward pass flag; `False` (default): dropout off, batch normalization
+        on its moving statistics.
+      batch_size: batch size for array data.
+
+    Returns:
+      `HessianEigenvalues`; `.top` is λ_max.
+
+    Example:
+      >>> result = hessian_top_eigenvalues(model, (x, y), k=2)
+      >>> result.eigenvalues, result.converged
+
+    References:
+      Yao et al., "PyHessian: Neural networks through the lens of the Hessian", 2020.
+    """
+    check_integer("k", k, 1)
+    operator = HessianOperator(
+        model, data, loss=loss, training=training, batch_size=batch_size
+    )
+    return power_iteration(
+        operator.matvec, operator.size, k, max_iterations, tolerance, seed
+    )
+
+
+def hessian_trace(
+    model: keras.Model,
+    data: Any,
+    samples: int = 100,
+    seed: int = 0,
+    *,
+    tolerance: float | None = None,
+    loss: Any = None,
+    training: bool = False,
+    batch_size: int = 256,
+) -> HessianTrace:
+    """Hutchinson's estimate of the trace of the loss Hessian, with its standard error.
+
+    tr(H) ≈ (1/m) Σ z_iᵀ H z_i, z_i Rademacher, H = ∇²f(θ) the Hessian of the training
+    loss over all batches of `data` at the current weights (`HessianOperator`).
+
+    Args:
+      model: a built Keras model, compiled with a loss (or pass `loss=`).
+      data: a `tf.data.Dataset` of batches or a tuple of arrays.
+      samples: number of Rademacher vectors (≥ 2).
+      seed: seed of the draws.
+      tolerance: optional early stop on the relative standard error (see
+        `hutchinson`).
+      loss: replaces the compiled loss.
+      training: forward pass flag (default `False`).
+      batch_size: batch size for array data.
+
+    Returns:
+      `HessianTrace(trace, standard_error, samples, converged)`.
+
+    Example:
+      >>> estimate = hessian_trace(model, (x, y), samples=50)
+      >>> estimate.trace, estimate.standard_error
+
+    References:
+      Hutchinson 1990; Yao et al., "PyHessian", 2020.
+    """
+    check_integer("samples", samples, 2)
+    operator = HessianOperator(
+        model, data, loss=loss, training=training, batch_size=batch_size
+    )
+    return hutchinson(operator.matvec, operator.size, samples, seed, tolerance)

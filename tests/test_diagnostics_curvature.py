@@ -1,0 +1,225 @@
+"""Hessian-vector products, power iteration and Hutchinson's trace against Hessians
+worked out independently in float64 NumPy."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_optnotes.diagnostics import (
+    HessianOperator,
+    hessian_top_eigenvalues,
+    hessian_trace,
+    hessian_vector_product,
+    hutchinson,
+    power_iteration,
+)
+
+MSE64 = keras.losses.MeanSquaredError(dtype="float64")
+
+
+def relative_error(a, b):
+    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
+
+
+# --- linear regression: H = 2/N · X̃ᵀX̃ with X̃ = [X, 1] -----------------------------
+
+
+@pytest.fixture(scope="module")
+def regression():
+    rng = np.random.default_rng(0)
+    n, p = 200, 5
+    mixing = rng.normal(size=(p, p)) * np.array([3.0, 2.0, 1.2, 0.7, 0.3])
+    x = rng.normal(size=(n, p)) @ mixing
+    y = x @ rng.normal(size=(p, 1)) + 0.5 * rng.normal(size=(n, 1))
+    model = keras.Sequential(
+        [keras.Input((p,), dtype="float64"), keras.layers.Dense(1, dtype="float64")]
+    )
+    model.compile(loss=MSE64)
+    design = np.hstack([x, np.ones((n, 1))])
+    hessian = 2.0 / n * design.T @ design  # order: kernel (p entries), then bias
+    return model, x, y, hessian
+
+
+def test_hvp_linear_regression_matches_closed_form(regression):
+    model, x, y, hessian = regression
+    rng = np.random.default_rng(1)
+    operator = HessianOperator(model, (x, y), batch_size=64)
+    for _ in range(4):
+        v = rng.normal(size=operator.size)
+        assert relative_error(operator.matvec(v), hessian @ v) <= 1e-6
+    # 200 = 3·64 + 8: two batch shapes, three functions at most; the four products
+    # above (eight batches of calls) traced the product once per shape.
+    assert operator._hvp_fn.traces == 2
+
+
+def test_hvp_per_variable_form_and_dataset_input(regression):
+    model, x, y, hessian = regression
+    v = [np.ones((5, 1)), np.array([2.0])]
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(48)
+    result = hessian_vector_product(model, dataset, v)
+    expected = hessian @ np.concatenate([np.ones(5), [2.0]])
+    assert [r.shape for r in result] == [(5, 1), (1,)]
+    assert relative_error(np.concatenate([r.ravel() for r in result]), expected) <= 1e-6
+
+
+def test_hvp_weights_sample_weight_as_keras_does(regression):
+    model, x, y, _ = regression
+    weights = np.linspace(0.0, 2.0, len(x))
+    design = np.hstack([x, np.ones((len(x), 1))])
+    # Keras' mean reduction with sample weights divides by the batch size.
+    hessian = 2.0 / len(x) * design.T @ (weights[:, None] * design)
+    v = np.random.default_rng(2).normal(size=6)
+    # One batch, so the batch-size weighting is the plain mean.
+    hv = hessian_vector_product(model, (x, y, weights), v, batch_size=len(x))
+    assert relative_error(hv, hessian @ v) <= 1e-6
+
+
+# --- a small MLP: Hessian by central differences of a NumPy gradient ---------------
+
+
+def mlp_gradient(theta, x, y, shapes):
+    sizes = [int(np.prod(s)) for s in shapes]
+    w1, b1, w2, b2 = (
+        p.reshape(s) for p, s in zip(np.split(theta, np.cumsum(sizes)[:-1]), shapes)
+    )
+    hidden = np.tanh(x @ w1 + b1)
+    out = hidden @ w2 + b2
+    d_out = 2.0 * (out - y) / out.size  # mean over examples and outputs
+    d_hidden = (d_out @ w2.T) * (1.0 - hidden**2)
+    grads = [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_out, d_out.sum(0)]
+    return np.concatenate([g.ravel() for g in grads])
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 3))
+    y = rng.normal(size=(64, 2))
+    model = keras.Sequential(
+        [
+            keras.Input((3,), dtype="float64"),
+            keras.layers.Dense(4, activation="tanh", dtype="float64"),
+            keras.layers.Dense(2, dtype="float64"),
+        ]
+    )
+    keras.utils.set_random_seed(3)
+    model.set_weights([rng.normal(size=w.shape) for w in model.get_weights()])
+    model.compile(loss=MSE64)
+    shapes = [tuple(w.shape) for w in model.get_weights()]
+    theta = np.concatenate([w.ravel() for w in model.get_weights()])
+    h = 1e-5
+    columns = []
+    for i in range(theta.size):
+        e = np.zeros_like(theta)
+        e[i] = h
+        columns.append(
+            (
+                mlp_gradient(theta + e, x, y, shapes)
+                - mlp_gradient(theta - e, x, y, shapes)
+            )
+            / (2 * h)
+        )
+    hessian = np.array(columns).T
+    return model, x, y, 0.5 * (hessian + hessian.T)
+
+
+def test_hvp_mlp_matches_finite_difference_hessian(mlp):
+    model, x, y, hessian = mlp
+    before = [w.copy() for w in model.get_weights()]
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        v = rng.normal(size=hessian.shape[0])
+        hv = hessian_vector_product(model, (x, y), v, batch_size=16)
+        assert relative_error(hv, hessian @ v) <= 1e-6
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_top_eigenvalue_mlp_matches_eigvalsh(mlp):
+    model, x, y, hessian = mlp
+    exact = np.linalg.eigvalsh(hessian)
+    by_magnitude = exact[np.argsort(-np.abs(exact))]
+    result = hessian_top_eigenvalues(model, (x, y), max_iterations=500, tolerance=1e-10)
+    assert result.converged
+    assert result.top == pytest.approx(by_magnitude[0], rel=1e-5)
+    assert result.residuals[0] <= 1e-3 * abs(result.top)
+
+
+def test_top_eigenvalues_with_deflation_linear_regression(regression):
+    model, x, y, hessian = regression
+    exact = np.sort(np.linalg.eigvalsh(hessian))[::-1]  # positive definite
+    result = hessian_top_eigenvalues(
+        model, (x, y), k=3, max_iterations=2000, tolerance=1e-12, seed=5
+    )
+    assert result.converged
+    np.testing.assert_allclose(result.eigenvalues, exact[:3], rtol=1e-6)
+    # The eigenvectors are orthonormal and satisfy H u = λ u.
+    np.testing.assert_allclose(
+        result.eigenvectors @ result.eigenvectors.T, np.eye(3), atol=1e-6
+    )
+    for value, vector in zip(result.eigenvalues, result.eigenvectors):
+        assert relative_error(hessian @ vector, value * vector) <= 1e-4
+
+
+def test_power_iteration_on_indefinite_matrix_reports_non_convergence():
+    rng = np.random.default_rng(6)
+    q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    spectrum = np.array([-9.0, 7.0, 4.0, 2.0, 1.0, 0.5, -0.2, 0.1])
+    matrix = q @ np.diag(spectrum) @ q.T
+    result = power_iteration(
+        lambda v: matrix @ v, 8, k=2, max_iterations=3000, tolerance=1e-12
+    )
+    np.testing.assert_allclose(result.eigenvalues, [-9.0, 7.0], rtol=1e-6)
+    short = power_iteration(
+        lambda v: matrix @ v, 8, k=1, max_iterations=2, tolerance=1e-12
+    )
+    assert not short.converged
+    assert short.iterations[0] == 2
+
+
+def test_hutchinson_trace_within_three_standard_errors(regression):
+    model, x, y, hessian = regression
+    result = hessian_trace(model, (x, y), samples=100, seed=7)
+    exact = np.trace(hessian)
+    assert result.samples == 100 and result.converged
+    assert result.standard_error > 0
+    assert abs(result.trace - exact) <= 3 * result.standard_error
+
+
+def test_hutchinson_standard_error_matches_rademacher_variance():
+    # Var(zᵀAz) = 2 Σ_{i≠j} A_ij² for Rademacher z; over many samples the reported
+    # standard error must match √(Var / m).
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(6, 6))
+    matrix = a + a.T
+    variance = 2.0 * (np.sum(matrix**2) - np.sum(np.diag(matrix) ** 2))
+    result = hutchinson(lambda v: matrix @ v, 6, samples=4000, seed=9)
+    assert result.standard_error == pytest.approx(np.sqrt(variance / 4000), rel=0.1)
+    assert abs(result.trace - np.trace(matrix)) <= 3 * result.standard_error
+    early = hutchinson(lambda v: matrix @ v, 6, samples=4000, seed=9, tolerance=0.2)
+    assert early.converged and 10 <= early.samples < 4000
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+def test_bad_input_raises_value_error_naming_the_argument(regression):
+    model, x, y, _ = regression
+    unbuilt = keras.Sequential([keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="not built"):
+        hessian_top_eigenvalues(unbuilt, (x, y))
+    with pytest.raises(ValueError, match="no batches"):
+        hessian_trace(model, (x[:0], y[:0]))
+    with pytest.raises(ValueError, match="no batches"):
+        hessian_trace(
+            model, tf.data.Dataset.from_tensor_slices((x, y)).take(0).batch(4)
+        )
+    with pytest.raises(ValueError, match="`k`.*received 0"):
+        hessian_top_eigenvalues(model, (x, y), k=0)
+    with pytest.raises(ValueError, match="`samples`.*received 1"):
+        hessian_trace(model, (x, y), samples=1)
+    uncompiled = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="not compiled"):
+        hessian_trace(uncompiled, (x, y))
+    with pytest.raises(ValueError, match=r"`vector`.*\(6,\)"):
+        hessian_vector_product(model, (x, y), np.ones(3))
