@@ -1,0 +1,73 @@
+"""The normalization factory against float64 NumPy statistics."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_optnotes.layers import normalization
+
+EPSILON = 1e-3
+X = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 5, 6, 4))
+
+
+def standardize(x, axes):
+    mean = x.mean(axis=axes, keepdims=True)
+    variance = x.var(axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(variance + EPSILON)
+
+
+@pytest.mark.parametrize(
+    "kind, cls",
+    [
+        ("batch", keras.layers.BatchNormalization),
+        ("Layer", keras.layers.LayerNormalization),
+        ("INSTANCE", keras.layers.GroupNormalization),
+        ("group", keras.layers.GroupNormalization),
+    ],
+)
+def test_kind_gives_the_keras_layer(kind, cls):
+    assert type(normalization(kind)) is cls
+
+
+def test_instance_normalizes_each_example_and_channel_over_space():
+    layer = normalization("instance", epsilon=EPSILON)
+    assert layer.groups == -1
+    out = layer(X.astype("float32")).numpy()
+    np.testing.assert_allclose(out, standardize(X, (1, 2)), atol=1e-4)
+
+
+def test_group_normalizes_over_space_and_a_group_of_channels():
+    out = normalization("group", groups=2, epsilon=EPSILON)(X.astype("float32"))
+    grouped = X.reshape(4, 5, 6, 2, 2)  # channels (0, 1) and (2, 3)
+    expected = standardize(grouped, (1, 2, 4)).reshape(X.shape)
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-4)
+
+
+def test_layer_normalizes_the_features_of_each_example():
+    x = X.reshape(4, -1)
+    out = normalization("layer", epsilon=EPSILON)(x.astype("float32")).numpy()
+    np.testing.assert_allclose(out, standardize(x, (1,)), atol=1e-4)
+
+
+def test_batch_uses_batch_statistics_in_training_moving_ones_at_inference():
+    layer = normalization("batch", epsilon=EPSILON, momentum=0.5)
+    x = X.astype("float32")
+    training = layer(x, training=True).numpy()
+    np.testing.assert_allclose(training, standardize(X, (0, 1, 2)), atol=1e-4)
+    # One update from the initial (mean 0, variance 1) with momentum 0.5.
+    moving_mean = 0.5 * X.mean(axis=(0, 1, 2))
+    moving_variance = 0.5 + 0.5 * X.var(axis=(0, 1, 2))
+    inference = layer(x, training=False).numpy()
+    expected = (X - moving_mean) / np.sqrt(moving_variance + EPSILON)
+    np.testing.assert_allclose(inference, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["weight", "", None, "batchnorm"])
+def test_unknown_kind(kind):
+    with pytest.raises(ValueError, match="kind"):
+        normalization(kind)
+
+
+def test_instance_refuses_another_group_count():
+    with pytest.raises(ValueError, match="groups"):
+        normalization("instance", groups=2)
