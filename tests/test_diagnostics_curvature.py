@@ -51,6 +51,10 @@ def test_hvp_linear_regression_matches_closed_form(regression):
     # 200 = 3·64 + 8: two batch shapes, three functions at most; the four products
     # above (eight batches of calls) traced the product once per shape.
     assert operator._hvp_fn.traces == 2
+    # A later measurement on the same model reuses the traces.
+    again = HessianOperator(model, (x, y), batch_size=64)
+    again.matvec(np.ones(again.size))
+    assert again._hvp_fn.traces == 2
 
 
 def test_hvp_per_variable_form_and_dataset_input(regression):

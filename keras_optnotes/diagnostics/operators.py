@@ -7,6 +7,12 @@ The loss is the one `model.fit` minimises: the loss given to `model.compile` (th
 still added). Over several batches every quantity is the batch-size-weighted average
 over all of them, which for a mean-reduced loss is the loss of the whole data set.
 
+Precision: Keras casts the value of the *compiled* loss to `keras.config.floatx()`
+(float32 by default) even for a float64 model; gradients and Hessian-vector products
+are unaffected, but differences of loss values (Keskar sharpness) are then rounded at
+about 1e-7 relative. Pass `loss=` a loss built with `dtype="float64"` (or set floatx)
+to measure in float64.
+
 Everything is computed with `training=False` unless told otherwise: dropout off,
 batch normalization on its moving statistics, so that the loss is a deterministic
 function of the weights.
@@ -123,64 +129,26 @@ class _Compiled:
         return self._plain(*args)
 
 
-class HessianOperator:
-    """The loss of `model` on `data` and its derivatives, as a function of the weights.
+class _TracedFunctions:
+    """The three compiled functions of one (model, loss, training, variables) choice.
 
-    The trainable variables of the model are seen as one flat vector θ of `size`
-    entries (in the order of `model.trainable_variables`, each flattened in C order).
-    `matvec(v)` returns H v with H = ∇²f(θ), computed by double back-propagation
-    (the gradient of ⟨∇f(θ), v⟩), never forming H.
-
-    The three functions (loss, loss and gradient, Hessian-vector product) are traced
-    once per batch shape and reused: the vector is a tensor argument, so a thousand
-    products cost one trace.
-
-    Args:
-      model: a built Keras model.
-      data: a `tf.data.Dataset` of `(x, y[, sample_weight])` batches, or a tuple of
-        arrays `(x, y[, sample_weight])`.
-      loss: `None` for the compiled loss, else a Keras loss, its name or a callable
-        `loss(y_true, y_pred)` returning per-example values (averaged here).
-      training: the `training` flag of the forward pass (default `False`: dropout off,
-        batch normalization on its moving statistics).
-      batch_size: batch size for array data (ignored for a dataset).
-      jit_compile: `None` tries XLA and falls back; `True` requires it; `False` skips it.
-
-    Example:
-      >>> operator = HessianOperator(model, (x, y))
-      >>> hv = operator.matvec(np.ones(operator.size))
+    They hold no data, so they can be cached on the model and shared by every
+    operator built on it: a new measurement on the same model reuses the traces.
     """
 
-    def __init__(
-        self,
-        model: keras.Model,
-        data: Any,
-        *,
-        loss: Any = None,
-        training: bool = False,
-        batch_size: int = 256,
-        jit_compile: bool | None = None,
-    ):
-        check_model(model)
+    def __init__(self, model, loss_function, training, jit_compile):
         self.model = model
-        self.training = bool(training)
-        self.batches = Batches(data, batch_size)
+        self.training = training
+        self._loss = loss_function
         self.variables = list(model.trainable_variables)
         self.shapes = [tuple(v.shape) for v in self.variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.size = int(sum(self.sizes))
         self.dtype = tf.as_dtype(self.variables[0].dtype)
-        self._loss = _loss_function(model, loss)
-        # One eager call builds whatever the compiled loss builds lazily (its
-        # trackers), outside any trace.
-        x, y, sample_weight, _ = self.batches.first
-        self._loss(x, y, sample_weight, model(x, training=self.training), self.training)
+        self.loss_fn = _Compiled(self._batch_loss, jit_compile)
+        self.gradient_fn = _Compiled(self._batch_loss_and_gradient, jit_compile)
+        self.hvp_fn = _Compiled(self._batch_hvp, jit_compile)
 
-        self._loss_fn = _Compiled(self._batch_loss, jit_compile)
-        self._gradient_fn = _Compiled(self._batch_loss_and_gradient, jit_compile)
-        self._hvp_fn = _Compiled(self._batch_hvp, jit_compile)
-
-    # --- traced bodies -------------------------------------------------------------
+    # --- traced bodies -----------------------------------------------------------------
 
     def _batch_loss(self, x, y, sample_weight):
         y_pred = self.model(x, training=self.training)
@@ -223,6 +191,95 @@ class HessianOperator:
             unconnected_gradients=tf.UnconnectedGradients.ZERO,
         )
         return self._join(products)
+
+
+_CACHE_ATTRIBUTE = "_keras_optnotes_traced_functions"
+
+
+def _traced_functions(model, loss, training, jit_compile):
+    """The cached `_TracedFunctions` for this choice, and whether it is new."""
+    cache = vars(model).get(_CACHE_ATTRIBUTE)
+    if cache is None:
+        cache = {}
+        # Plain attribute, outside Keras' tracking of layers and variables.
+        object.__setattr__(model, _CACHE_ATTRIBUTE, cache)
+    # The compiled loss (or the given one) and the variables are part of the key;
+    # the entry keeps them alive, so their ids cannot be reused by other objects.
+    loss_token = getattr(model, "_compile_loss", None) if loss is None else loss
+    variables = tuple(model.trainable_variables)
+    key = (
+        loss if isinstance(loss, str) else id(loss_token),
+        bool(training),
+        jit_compile,
+        tuple(id(v) for v in variables),
+    )
+    if key in cache:
+        return cache[key][1], False
+    functions = _TracedFunctions(
+        model, _loss_function(model, loss), bool(training), jit_compile
+    )
+    cache[key] = ((loss_token, variables), functions)
+    return functions, True
+
+
+class HessianOperator:
+    """The loss of `model` on `data` and its derivatives, as a function of the weights.
+
+    The trainable variables of the model are seen as one flat vector θ of `size`
+    entries (in the order of `model.trainable_variables`, each flattened in C order).
+    `matvec(v)` returns H v with H = ∇²f(θ), computed by double back-propagation
+    (the gradient of ⟨∇f(θ), v⟩), never forming H.
+
+    The three functions (loss, loss and gradient, Hessian-vector product) are traced
+    once per batch shape and reused: the vector is a tensor argument, so a thousand
+    products cost one trace, and they are cached on the model, so later operators
+    on the same model (same loss, `training` flag and trainable variables) reuse the
+    traces.
+
+    Args:
+      model: a built Keras model.
+      data: a `tf.data.Dataset` of `(x, y[, sample_weight])` batches, or a tuple of
+        arrays `(x, y[, sample_weight])`.
+      loss: `None` for the compiled loss, else a Keras loss, its name or a callable
+        `loss(y_true, y_pred)` returning per-example values (averaged here).
+      training: the `training` flag of the forward pass (default `False`: dropout off,
+        batch normalization on its moving statistics).
+      batch_size: batch size for array data (ignored for a dataset).
+      jit_compile: `None` tries XLA and falls back; `True` requires it; `False` skips it.
+
+    Example:
+      >>> operator = HessianOperator(model, (x, y))
+      >>> hv = operator.matvec(np.ones(operator.size))
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        data: Any,
+        *,
+        loss: Any = None,
+        training: bool = False,
+        batch_size: int = 256,
+        jit_compile: bool | None = None,
+    ):
+        check_model(model)
+        self.model = model
+        self.training = bool(training)
+        self.batches = Batches(data, batch_size)
+        functions, new = _traced_functions(model, loss, self.training, jit_compile)
+        if new:
+            # One eager call builds whatever the compiled loss builds lazily (its
+            # trackers), outside any trace.
+            x, y, sample_weight, _ = self.batches.first
+            functions._batch_loss(x, y, sample_weight)
+        self.variables = functions.variables
+        self.shapes = functions.shapes
+        self.sizes = functions.sizes
+        self.size = int(sum(self.sizes))
+        self.dtype = functions.dtype
+        self._loss_fn = functions.loss_fn
+        self._gradient_fn = functions.gradient_fn
+        self._hvp_fn = functions.hvp_fn
 
     # --- public API ----------------------------------------------------------------
 

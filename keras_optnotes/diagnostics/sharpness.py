@@ -117,7 +117,10 @@ def keskar_sharpness(
             jac=True,
             method="L-BFGS-B",
             bounds=optimize.Bounds(-half_width, half_width),
-            options={"maxiter": max_iterations},
+            # Only the iteration budget or a zero projected gradient (a corner of
+            # the box) stops it: the default relative-decrease test would stop on
+            # the tiny changes of f that sharpness is made of.
+            options={"maxiter": max_iterations, "ftol": 0.0, "gtol": 0.0},
         )
     max_loss = best[0]
     return KeskarSharpness(
