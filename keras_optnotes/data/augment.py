@@ -93,10 +93,12 @@ def augment(
         Yun et al., "CutMix", ICCV 2019.
         DeVries & Taylor, "Improved Regularization of CNNs with Cutout", 2017.
     """
-    if not isinstance(dataset, tf.data.Dataset):
+    if not isinstance(dataset, tf.data.Dataset) or not (
+        isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 2
+    ):
         raise ValueError(
             "`dataset` must be a batched tf.data.Dataset of (images, labels). "
-            f"Received: dataset={type(dataset).__name__}"
+            f"Received: dataset={dataset!r}"
         )
     image_layers = []
     if flip is not None:
@@ -152,25 +154,25 @@ def augment(
             "`num_classes` must be an integer >= 2. "
             f"Received: num_classes={num_classes!r}"
         )
+    integer_labels = dataset.element_spec[1].shape.rank == 1
+    if mixing_layers and integer_labels and num_classes is None:
+        raise ValueError(
+            "MixUp and CutMix mix one-hot labels: pass `num_classes` for integer "
+            "labels of shape (N,), or give one-hot labels."
+        )
     layers = [make(seed + i) for i, make in enumerate(image_layers + mixing_layers)]
     first_mixing = len(image_layers)
-
-    def one_hot(labels):
-        if labels.shape.rank is not None and labels.shape.rank >= 2:
-            return tf.cast(labels, "float32")
-        if num_classes is None:
-            raise ValueError(
-                "MixUp and CutMix mix one-hot labels: pass `num_classes` for "
-                "integer labels, or give one-hot labels."
-            )
-        return tf.one_hot(tf.cast(labels, "int32"), num_classes)
 
     def apply(images, labels):
         images = tf.cast(images, "float32")
         for layer in layers[:first_mixing]:
             images = layer(images, training=True)
         if first_mixing < len(layers):
-            labels = one_hot(labels)
+            labels = (
+                tf.one_hot(tf.cast(labels, "int32"), num_classes)
+                if integer_labels
+                else tf.cast(labels, "float32")
+            )
         for layer in layers[first_mixing:]:
             mixed = layer({"images": images, "labels": labels}, training=True)
             images, labels = mixed["images"], mixed["labels"]
