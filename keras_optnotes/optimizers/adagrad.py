@@ -1,6 +1,5 @@
 """Adagrad: per-coordinate steps shrinking with the sum of squared gradients."""
 
-import keras
 from keras import ops
 from keras.saving import register_keras_serializable
 
@@ -69,8 +68,12 @@ class Adagrad(Optimizer):
         self.accumulators = self.add_optimizer_variables(
             variables,
             "accumulator",
-            initializer=keras.initializers.Constant(self.initial_accumulator_value),
+            # keras.initializers.Constant rounds through float32; fill in the dtype.
+            initializer=self._initial_accumulator,
         )
+
+    def _initial_accumulator(self, shape, dtype=None):
+        return ops.full(shape, self.initial_accumulator_value, dtype=dtype)
 
     def update_step(self, gradient, variable, learning_rate):
         lr = self.scalar(learning_rate, variable)
