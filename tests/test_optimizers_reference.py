@@ -11,8 +11,8 @@ import math
 import keras
 import numpy as np
 import pytest
-
 import reference_rules
+
 from keras_optnotes import optimizers
 
 STEPS = 200
