@@ -1,0 +1,186 @@
+"""The diagnostic callbacks inside `model.fit`, against quantities known in closed form
+or computed by an independent float64 NumPy re-run of the update rule."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_optnotes import optimizers
+from keras_optnotes.callbacks import (
+    GradientNoiseScale,
+    OptimizerStateMonitor,
+    SharpnessMonitor,
+)
+
+
+def linear_model(p, use_bias=True):
+    return keras.Sequential(
+        [keras.Input((p,)), keras.layers.Dense(1, use_bias=use_bias)]
+    )
+
+
+def negative_output(y_true, y_pred):
+    """A loss linear in the weights: the per-example gradient is −x, whatever w is."""
+    return -y_pred[:, 0]
+
+
+@pytest.mark.slow
+def test_gradient_noise_scale_matches_known_covariance():
+    # Per-example gradient −x_i: G = −mean(x), Σ = Cov(x), so B_simple = tr Σ / |μ|².
+    rng = np.random.default_rng(0)
+    n, d = 20000, 20
+    x = (np.sqrt(0.5 / d) + rng.normal(size=(n, d))).astype("float32")
+    y = np.zeros((n, 1), "float32")
+    x64 = x.astype(np.float64)
+    mean = x64.mean(0)
+    expected = np.trace(np.cov(x64.T, ddof=0)) / (mean @ mean)  # ≈ 40
+    model = linear_model(d, use_bias=False)
+    model.compile(optimizer=keras.optimizers.SGD(1e-4), loss=negative_output)
+    noise = GradientNoiseScale(
+        (x, y), small_batch_size=8, big_batch_size=256, every_n_steps=1, ema=0.99
+    )
+    history = model.fit(x, y, batch_size=100, epochs=1, verbose=0, callbacks=[noise])
+    measured = history.history["gradient_noise_scale"]
+    assert len(measured) == 1 and len(noise.measurements) == 200
+    assert measured[0] == pytest.approx(expected, rel=0.10)
+    assert history.history["gradient_noise_trace"][0] == pytest.approx(
+        np.trace(np.cov(x64.T, ddof=0)), rel=0.05
+    )
+
+
+def test_gradient_noise_scale_every_n_steps_and_bad_input():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = rng.normal(size=(64, 1)).astype("float32")
+    model = linear_model(3)
+    model.compile(optimizer="sgd", loss="mse")
+    noise = GradientNoiseScale((x, y), small_batch_size=4, every_n_steps=3)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[noise])
+    # 8 steps per epoch, measured at steps 0, 3, 6, 9, 12, 15.
+    assert len(noise.measurements) == 6
+    assert len(history.history["gradient_noise_scale"]) == 2
+    assert all(math.isfinite(v) for v in history.history["gradient_squared_norm"])
+    with pytest.raises(ValueError, match="`big_batch_size`"):
+        GradientNoiseScale((x, y), small_batch_size=4, big_batch_size=10)
+    with pytest.raises(ValueError, match="`small_batch_size`"):
+        GradientNoiseScale((x, y), small_batch_size=0)
+    with pytest.raises(ValueError, match="`ema`"):
+        GradientNoiseScale((x, y), small_batch_size=4, ema=1.0)
+    with pytest.raises(ValueError, match="fewer than `big_batch_size`"):
+        GradientNoiseScale((x[:10], y[:10]), small_batch_size=4)
+
+
+def test_sharpness_monitor_logs_lambda_max_of_least_squares():
+    # The Hessian of least squares does not depend on the weights: 2/N X̃ᵀX̃.
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(128, 4)) * np.array([3.0, 1.0, 0.5, 0.2])).astype("float32")
+    y = rng.normal(size=(128, 1)).astype("float32")
+    design = np.hstack([x.astype(np.float64), np.ones((128, 1))])
+    eigenvalues = np.linalg.eigvalsh(2.0 / 128 * design.T @ design)
+    model = linear_model(4)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    monitor = SharpnessMonitor(
+        (x, y), every_n_epochs=2, trace_samples=200, max_iterations=200, tolerance=1e-7
+    )
+    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[monitor])
+    top = history.history["hessian_top_eigenvalue"]
+    assert len(top) == 3 and math.isnan(top[1])
+    np.testing.assert_allclose([top[0], top[2]], eigenvalues.max(), rtol=1e-4)
+    trace = history.history["hessian_trace"]
+    standard_error = monitor.results[1][1].standard_error
+    assert abs(trace[0] - eigenvalues.sum()) <= 3 * standard_error
+    assert monitor._operator.traces <= 3  # one trace per function, for the whole run
+
+
+def run_rule_in_numpy(rule, kwargs, x, y, w, b, epochs):
+    """Full-batch steps of the notes' rule in float64; returns η_eff after each."""
+    lr, eps = kwargs["learning_rate"], kwargs["epsilon"]
+    theta = np.concatenate([w.ravel(), b.ravel()]).astype(np.float64)
+    design = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+    state = {
+        "G": np.zeros_like(theta),
+        "m": np.zeros_like(theta),
+        "v": np.zeros_like(theta),
+    }
+    out = []
+    for t in range(1, epochs + 1):
+        g = 2.0 / len(x) * design.T @ (design @ theta - y.ravel())
+        if rule == "Adagrad":
+            state["G"] += g**2
+            effective = lr / np.sqrt(state["G"] + eps)
+            theta -= effective * g
+        else:  # Adam
+            b1, b2 = kwargs["beta_1"], kwargs["beta_2"]
+            state["m"] = b1 * state["m"] + (1 - b1) * g
+            state["v"] = b2 * state["v"] + (1 - b2) * g**2
+            m_hat = state["m"] / (1 - b1**t)
+            if kwargs["epsilon_inside_sqrt"]:
+                effective = lr * np.sqrt(1 - b2**t) / np.sqrt(state["v"] + eps)
+            else:
+                effective = lr / (np.sqrt(state["v"] / (1 - b2**t)) + eps)
+            theta -= effective * m_hat
+        out.append(effective)
+    return out
+
+
+@pytest.mark.parametrize(
+    "rule, kwargs",
+    [
+        ("Adagrad", {"learning_rate": 0.1, "epsilon": 1e-8}),
+        (
+            "Adam",
+            {
+                "learning_rate": 0.05,
+                "epsilon": 1e-8,
+                "beta_1": 0.9,
+                "beta_2": 0.999,
+                "epsilon_inside_sqrt": True,
+            },
+        ),
+        (
+            "Adam",
+            {
+                "learning_rate": 0.05,
+                "epsilon": 1e-3,
+                "beta_1": 0.9,
+                "beta_2": 0.99,
+                "epsilon_inside_sqrt": False,
+            },
+        ),
+    ],
+)
+def test_optimizer_state_monitor_matches_numpy_rerun(rule, kwargs):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 5)).astype("float32") * np.float32([4, 2, 1, 0.5, 0.1])
+    y = rng.normal(size=(40, 1)).astype("float32")
+    model = linear_model(5)
+    w, b = (v.copy() for v in model.get_weights())
+    model.compile(optimizer=optimizers.get(rule, **kwargs), loss="mse")
+    epochs = 6
+    history = model.fit(
+        x,
+        y,
+        batch_size=40,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[OptimizerStateMonitor()],
+    )
+    reference = run_rule_in_numpy(rule, kwargs, x, y, w, b, epochs)
+    for name, q in (("p5", 5), ("median", 50), ("p95", 95)):
+        expected = [np.percentile(e, q) for e in reference]
+        np.testing.assert_allclose(
+            history.history[f"effective_learning_rate_{name}"], expected, rtol=2e-3
+        )
+    if rule == "Adagrad":  # the notes: Adagrad's learning rate only ever shrinks
+        assert np.all(np.diff(history.history["effective_learning_rate_median"]) < 0)
+
+
+def test_optimizer_state_monitor_rejects_a_foreign_optimizer():
+    model = linear_model(2)
+    model.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+    x = np.zeros((4, 2), "float32")
+    with pytest.raises(ValueError, match="keras_optnotes.optimizers"):
+        model.fit(x, x[:, :1], verbose=0, callbacks=[OptimizerStateMonitor()])
