@@ -1,0 +1,226 @@
+"""`keras-optnotes compare`: quick runs in a temporary folder, determinism, bad input."""
+
+import contextlib
+import csv
+import io
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_optnotes import cli
+from keras_optnotes.commands import compare
+from keras_optnotes.report import format_cell
+
+QUICK = ["compare", "--quick", "--seed", "3"]
+
+
+def _run(argv, capsys):
+    status = cli.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _table(path):
+    """The Markdown table of compare.md as a list of cell lists (header first)."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def _history(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """Two `compare --quick` runs with the same seed.
+
+    The first is a real `python -m keras_optnotes` process; the second runs in this
+    process with matplotlib hidden.
+    """
+    first = tmp_path_factory.mktemp("first") / "report"
+    second = tmp_path_factory.mktemp("second") / "report"
+    process = subprocess.run(
+        [sys.executable, "-m", "keras_optnotes", *QUICK, "--out", str(first)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    results = {"first": (process.returncode, first, process.stdout, process.stderr)}
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "matplotlib.figure", None)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            status = cli.main([*QUICK, "--out", str(second)])
+    results["second"] = (status, second, stdout.getvalue(), stderr.getvalue())
+    return results
+
+
+def test_quick_run_writes_table_history_and_plot(quick_runs):
+    status, out, stdout, stderr = quick_runs["first"]
+    assert status == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compare.csv",
+        "compare.md",
+        "compare.png",
+    ]
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in out.parent.iterdir() if p.name != "report"]  # no staging
+
+    header, _, *rows = _table(out / "compare.md")
+    assert header == list(compare.TABLE_COLUMNS)
+    assert [row[0] for row in rows] == list(compare.QUICK_OPTIMIZERS)
+    history = _history(out / "compare.csv")
+    assert len(history) == len(compare.QUICK_OPTIMIZERS) * compare.QUICK_EPOCHS
+    for row, rule in zip(rows, compare.QUICK_OPTIMIZERS, strict=True):
+        epochs = [h for h in history if h["optimizer"] == rule]
+        assert [int(h["epoch"]) for h in epochs] == [1, 2]
+        losses = [float(h["loss"]) for h in epochs]
+        val_losses = [float(h["val_loss"]) for h in epochs]
+        assert all(math.isfinite(v) for v in losses + val_losses)
+        # Ten classes from small random weights: the loss starts near ln 10.
+        assert abs(losses[0] - math.log(10)) < 0.3
+        # The table is the history summarized.
+        assert float(row[1]) == compare.DEFAULT_LEARNING_RATES[rule]
+        assert float(row[2]) == pytest.approx(losses[-1], rel=1e-3)
+        best_acc = max(float(h["val_accuracy"]) for h in epochs)
+        assert float(row[3]) == pytest.approx(best_acc, rel=1e-3)
+        assert int(row[4]) == int(np.argmin(val_losses)) + 1
+        assert float(row[5]) > 0 and float(row[6]) > 0
+    # The same table is printed.
+    rate = format_cell(compare.DEFAULT_LEARNING_RATES["GradientDescent"])
+    assert f"| GradientDescent | {rate} |" in stdout
+    assert str(out / "compare.png") in stdout
+
+
+def test_same_seed_same_numbers(quick_runs):
+    first, second = quick_runs["first"][1], quick_runs["second"][1]
+    timing = {"ms_per_step"}
+    a, b = _history(first / "compare.csv"), _history(second / "compare.csv")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in a] == [
+        {k: v for k, v in r.items() if k not in timing} for r in b
+    ]
+    table_a, table_b = _table(first / "compare.md"), _table(second / "compare.md")
+    assert [row[:5] for row in table_a] == [row[:5] for row in table_b]
+
+
+def test_without_matplotlib_the_plot_is_skipped(quick_runs):
+    status, out, stdout, stderr = quick_runs["second"]
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.md"]
+    assert "plot skipped" in stderr and 'pip install "keras-optnotes[plot]"' in stderr
+    assert "compare.png" not in stdout
+
+
+def test_every_optimizer_starts_from_the_same_weights():
+    """With a negligible step, every rule's first-epoch loss is the same."""
+    # Zero learning rates are refused, so use a tiny one: every rule then keeps the
+    # initial weights to ~1e-6 and all first-epoch losses agree.
+    from keras_optnotes import data
+
+    split = data.load("digits", seed=0, max_samples=64)
+    runs = compare.run_comparison(
+        split, {"GradientDescent": 1e-7, "Momentum": 1e-7}, epochs=1, verbose=0
+    )
+    first_losses = [r.history["loss"][0] for r in runs]
+    assert first_losses[0] == pytest.approx(first_losses[1], abs=1e-5)
+    assert runs[0].steps_per_epoch == 2 and len(runs[0].ms_per_step) == 1
+    assert runs[0].steady_ms_per_step() is None  # one epoch: no steady-state figure
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--dataset", "imagenet"], ["imagenet", "digits", "spirals"]),
+        (["--optimizers", "adam,lbfgs"], ["lbfgs", "GradientDescent", "Adam"]),
+        (["--optimizers", ","], ["all", "Adam"]),
+        (["--epochs", "0"], ["--epochs", "'0'", "positive integer"]),
+        (["--epochs", "two"], ["--epochs", "'two'", "positive integer"]),
+        (["--batch-size", "-4"], ["--batch-size", "'-4'", "positive integer"]),
+        (["--seed", "-1"], ["--seed", "'-1'", ">= 0"]),
+        (["--learning-rate", "adam"], ["'adam'", "NAME=VALUE"]),
+        (["--learning-rate", "adam=-0.1"], ["adam=-0.1", "> 0"]),
+        (["--learning-rate", "adam=fast"], ["adam=fast", "> 0"]),
+        (["--learning-rate", "newton=1"], ["newton", "RMSprop"]),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(argv, named, tmp_path, capsys):
+    out = tmp_path / "report"
+    status, stdout, stderr = _run(["compare", *argv, "--out", str(out)], capsys)
+    assert status == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("keras-optnotes compare")
+    assert "Traceback" not in stderr
+    for text in named:
+        assert text in stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained although --out is unusable")
+
+    monkeypatch.setattr(compare, "run_comparison", must_not_train)
+    afile = tmp_path / "results.txt"
+    afile.write_text("mine")
+    for out in (afile, afile / "sub", "/proc/keras-optnotes-report"):
+        status, _, stderr = _run(["compare", "--quick", "--out", str(out)], capsys)
+        assert status == 2 and stderr.count("\n") == 1
+        assert str(out) in stderr
+    assert afile.read_text() == "mine" and list(tmp_path.iterdir()) == [afile]
+
+
+def test_failure_midway_leaves_out_as_it_was(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "compare.md").write_text("previous run")
+
+    def fake_runs(split, learning_rates, **kwargs):
+        return [
+            compare.Run(
+                rule,
+                rate,
+                {k: [1.0] for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                [5.0],
+                1,
+            )
+            for rule, rate in learning_rates.items()
+        ]
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(compare, "run_comparison", fake_runs)
+    monkeypatch.setattr(compare, "write_csv", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        cli.main(["compare", "--quick", "--out", str(out)])
+    assert [p.name for p in out.iterdir()] == ["compare.md"]
+    assert (out / "compare.md").read_text() == "previous run"
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_offline_dataset_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    from keras.src.utils import file_utils
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    out = tmp_path / "report"
+    status, _, stderr = _run(
+        ["compare", "--dataset", "mnist", "--out", str(out)], capsys
+    )
+    assert status == 2 and stderr.count("\n") == 1
+    assert "mnist" in stderr and "digits, spirals, waveforms" in stderr
+    assert not out.exists()
+
+
+def test_default_learning_rates_cover_every_rule_in_order():
+    from keras_optnotes.optimizers import list_rules
+
+    assert tuple(compare.DEFAULT_LEARNING_RATES) == tuple(list_rules())
