@@ -63,6 +63,19 @@ def check_learning_rate(learning_rate: Any) -> Any:
     )
 
 
+def _inside_xla_compilation() -> bool:
+    """Whether the code being traced now is part of an XLA-compiled `tf.function`."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TF without this internal
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph()
+    )
+
+
 class _FusedApplyCache:
     """Holds the compiled `apply` functions out of sight of Keras' and TF's trackers."""
 
@@ -153,7 +166,9 @@ class Optimizer(keras.optimizers.Optimizer):
         return all(s.num_replicas_in_sync == 1 for s in strategies)
 
     def apply(self, grads, trainable_variables=None):
-        if not self.uses_fused_apply:
+        if not self.uses_fused_apply or _inside_xla_compilation():
+            # Inside a function that XLA compiles already, a nested compiled function
+            # would be a separate XLA call (TF never inlines it): slower, not faster.
             return super().apply(grads, trainable_variables)
         grads = list(grads)
         if not grads:
