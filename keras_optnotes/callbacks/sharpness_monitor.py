@@ -39,6 +39,8 @@ class SharpnessMonitor(keras.callbacks.Callback):
       seed: seed of the start vector and of the trace's vectors.
       training: forward pass flag (default `False`).
       batch_size: batch size for array data.
+      jit_compile: XLA for the Hessian-vector product (`None`: where the model
+        allows; see `HessianOperator`).
 
     Example:
       >>> monitor = SharpnessMonitor((x_val[:512], y_val[:512]), trace_samples=20)
@@ -60,6 +62,7 @@ class SharpnessMonitor(keras.callbacks.Callback):
         seed: int = 0,
         training: bool = False,
         batch_size: int = 256,
+        jit_compile: bool | None = None,
     ):
         super().__init__()
         self.data = data
@@ -74,13 +77,18 @@ class SharpnessMonitor(keras.callbacks.Callback):
         self.seed = seed
         self.training = bool(training)
         self.batch_size = batch_size
+        self.jit_compile = jit_compile
         self.results: list[tuple[int, Any]] = []
         self._operator = None
         self._vector = None
 
     def on_train_begin(self, logs=None):
         self._operator = HessianOperator(
-            self.model, self.data, training=self.training, batch_size=self.batch_size
+            self.model,
+            self.data,
+            training=self.training,
+            batch_size=self.batch_size,
+            jit_compile=self.jit_compile,
         )
 
     def on_epoch_end(self, epoch, logs=None):

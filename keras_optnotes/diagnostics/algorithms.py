@@ -190,6 +190,7 @@ def hessian_top_eigenvalues(
     loss: Any = None,
     training: bool = False,
     batch_size: int = 256,
+    jit_compile: bool | None = None,
 ) -> HessianEigenvalues:
     """The k largest-magnitude eigenvalues of the Hessian of the loss, λ_max first.
 
@@ -209,6 +210,8 @@ def hessian_top_eigenvalues(
       training: forward pass flag; `False` (default): dropout off, batch normalization
         on its moving statistics.
       batch_size: batch size for array data.
+      jit_compile: XLA for the Hessian-vector product: `None` (default) where the
+        model allows, `False` never (saves seconds of compilation on a short run).
 
     Returns:
       `HessianEigenvalues`; `.top` is λ_max.
@@ -222,7 +225,12 @@ def hessian_top_eigenvalues(
     """
     check_integer("k", k, 1)
     operator = HessianOperator(
-        model, data, loss=loss, training=training, batch_size=batch_size
+        model,
+        data,
+        loss=loss,
+        training=training,
+        batch_size=batch_size,
+        jit_compile=jit_compile,
     )
     return power_iteration(
         operator.matvec, operator.size, k, max_iterations, tolerance, seed
@@ -239,6 +247,7 @@ def hessian_trace(
     loss: Any = None,
     training: bool = False,
     batch_size: int = 256,
+    jit_compile: bool | None = None,
 ) -> HessianTrace:
     """Hutchinson's estimate of the trace of the loss Hessian, with its standard error.
 
@@ -255,6 +264,7 @@ def hessian_trace(
       loss: replaces the compiled loss.
       training: forward pass flag (default `False`).
       batch_size: batch size for array data.
+      jit_compile: as for `hessian_top_eigenvalues`.
 
     Returns:
       `HessianTrace(trace, standard_error, samples, converged)`.
@@ -268,6 +278,11 @@ def hessian_trace(
     """
     check_integer("samples", samples, 2)
     operator = HessianOperator(
-        model, data, loss=loss, training=training, batch_size=batch_size
+        model,
+        data,
+        loss=loss,
+        training=training,
+        batch_size=batch_size,
+        jit_compile=jit_compile,
     )
     return hutchinson(operator.matvec, operator.size, samples, seed, tolerance)

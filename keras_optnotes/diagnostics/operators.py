@@ -144,8 +144,12 @@ class _TracedFunctions:
         self.shapes = [tuple(v.shape) for v in self.variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.dtype = tf.as_dtype(self.variables[0].dtype)
-        self.loss_fn = _Compiled(self._batch_loss, jit_compile)
-        self.gradient_fn = _Compiled(self._batch_loss_and_gradient, jit_compile)
+        # XLA pays for itself on the Hessian-vector product, called hundreds of times;
+        # the loss and its gradient are called a few dozen times per measurement, so
+        # by default they skip the few seconds of XLA compilation.
+        plain = False if jit_compile is None else jit_compile
+        self.loss_fn = _Compiled(self._batch_loss, plain)
+        self.gradient_fn = _Compiled(self._batch_loss_and_gradient, plain)
         self.hvp_fn = _Compiled(self._batch_hvp, jit_compile)
 
     # --- traced bodies -----------------------------------------------------------------
@@ -245,7 +249,10 @@ class HessianOperator:
       training: the `training` flag of the forward pass (default `False`: dropout off,
         batch normalization on its moving statistics).
       batch_size: batch size for array data (ignored for a dataset).
-      jit_compile: `None` tries XLA and falls back; `True` requires it; `False` skips it.
+      jit_compile: `None` (default) XLA-compiles the Hessian-vector product where the
+        model allows (falling back to a plain `tf.function`) and runs the loss and
+        gradient as plain `tf.function`s; `True` requires XLA for all three; `False`
+        uses it for none.
 
     Example:
       >>> operator = HessianOperator(model, (x, y))
@@ -367,6 +374,7 @@ def hessian_vector_product(
     loss: Any = None,
     training: bool = False,
     batch_size: int = 256,
+    jit_compile: bool | None = None,
 ) -> Any:
     """The product of the loss Hessian with a vector, H v, without forming H.
 
@@ -385,6 +393,7 @@ def hessian_vector_product(
       training: forward pass flag; `False` (default) turns dropout off and uses the
         batch-normalization moving statistics.
       batch_size: batch size for array data.
+      jit_compile: see `HessianOperator`.
 
     Returns:
       H v in the form `vector` was given: a list of arrays, or a flat array (float64).
@@ -397,7 +406,12 @@ def hessian_vector_product(
       Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 1994.
     """
     operator = HessianOperator(
-        model, data, loss=loss, training=training, batch_size=batch_size
+        model,
+        data,
+        loss=loss,
+        training=training,
+        batch_size=batch_size,
+        jit_compile=jit_compile,
     )
     if isinstance(vector, (list, tuple)):
         return operator.unflatten(operator.matvec(operator.flatten(vector)))

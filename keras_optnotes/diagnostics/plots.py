@@ -15,13 +15,9 @@ from keras_optnotes.diagnostics.results import LearningRateRange, LossLine, Loss
 
 
 def _figure(width: float = 6.0, height: float = 4.0):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            'Plots need matplotlib; install it with pip install "keras-optnotes[plot]"'
-        ) from error
-    return Figure(figsize=(width, height), dpi=100)
+    from keras_optnotes.report import new_figure  # names the extra if missing
+
+    return new_figure(figsize=(width, height), dpi=100)
 
 
 def _save(figure, path: str | os.PathLike) -> str:

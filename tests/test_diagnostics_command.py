@@ -1,0 +1,82 @@
+"""`keras-optnotes sharpness`: a quick run end to end, and its one-line usage errors."""
+
+import csv
+
+import pytest
+
+from keras_optnotes.cli import main
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.mark.slow
+def test_quick_run_writes_consistent_report(tmp_path, capsys):
+    out = tmp_path / "report"
+    status = main(
+        [
+            "sharpness",
+            "--quick",
+            "--epochs",
+            "1",
+            "--measure-samples",
+            "32",
+            "--trace-samples",
+            "2",
+            "--no-jit",
+            "--out",
+            str(out),
+        ]
+    )
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "interpolation.csv",
+        "interpolation.png",
+        "sharpness.csv",
+        "sharpness.md",
+    ]
+    rows = read_csv(out / "sharpness.csv")
+    assert [r["solution"] for r in rows] == ["small batch", "large batch"]
+    for row in rows:
+        assert float(row["λ_max"]) > 0.0
+        assert float(row["Keskar sharpness"]) >= 0.0
+    line = read_csv(out / "interpolation.csv")
+    assert len(line) == 31
+    by_alpha = {round(float(r["alpha"]), 6): r for r in line}
+    # α = 0 is the small-batch model, α = 1 the large-batch one: the line's ends
+    # must equal `model.evaluate` on the same samples, computed independently.
+    assert float(by_alpha[0.0]["train_loss"]) == pytest.approx(
+        float(rows[0]["train loss"]), rel=1e-4
+    )
+    assert float(by_alpha[1.0]["train_loss"]) == pytest.approx(
+        float(rows[1]["train loss"]), rel=1e-4
+    )
+    assert float(by_alpha[1.0]["val_loss"]) == pytest.approx(
+        float(rows[1]["val loss"]), rel=1e-4
+    )
+    assert "Keskar sharpness" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--small-batch", "64", "--large-batch", "32"], "--large-batch 32"),
+        (["--epsilon", "0"], "--epsilon"),
+        (["--trace-samples", "1"], "--trace-samples"),
+        (["--dataset", "imagenet"], "--dataset"),
+    ],
+)
+def test_bad_input_is_one_line_with_status_2(arguments, message, capsys, tmp_path):
+    status = main(["sharpness", *arguments, "--out", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.count("\n") == 1 and message in error
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["sharpness", "--quick", "--out", str(blocker)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
