@@ -137,7 +137,7 @@ def _run_steps(rule, jit_compile, in_function, steps=8):
 
     if in_function:
         optimizer.build(variables)
-        apply = tf.function(apply)
+        apply = tf.function(apply, jit_compile=in_function == "xla")
     for step in range(steps):
         apply(_gradients(step))
     assert optimizer.uses_fused_apply is jit_compile
@@ -147,12 +147,13 @@ def _run_steps(rule, jit_compile, in_function, steps=8):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_fused_and_plain_paths_agree_eagerly_and_in_tf_function(rule):
-    plain = _run_steps(rule, jit_compile=False, in_function=False)
-    for in_function in (False, True):
+    """Eagerly, inside a plain `tf.function` and inside an XLA-compiled one."""
+    plain = _run_steps(rule, jit_compile=False, in_function=None)
+    for in_function in (None, "plain", "xla"):
         fused = _run_steps(rule, jit_compile=True, in_function=in_function)
         for a, b in zip(fused, plain):
             np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
-    plain_in_function = _run_steps(rule, jit_compile=False, in_function=True)
+    plain_in_function = _run_steps(rule, jit_compile=False, in_function="plain")
     for a, b in zip(plain_in_function, plain):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
 
