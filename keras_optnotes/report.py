@@ -18,8 +18,9 @@ import csv
 import math
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,57 @@ def new_figure(**kwargs: Any):
             'matplotlib is not installed: pip install "keras-optnotes[plot]"'
         ) from error
     return Figure(**kwargs)
+
+
+def write_report(
+    staging: str | os.PathLike,
+    command: str,
+    *,
+    summary: str,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    plot: Callable[[Path], None] | None = None,
+) -> list[str]:
+    """Writes a command's usual trio into the staging folder of `output_folder`.
+
+    `<command>.md` holds a heading, `summary` and `table`; `<command>.csv` holds
+    `columns` and `rows`; `<command>.png` is drawn by `plot(path)`. Without
+    matplotlib the figure is skipped with one line on stderr that names the extra,
+    and the rest is still written.
+
+    Args:
+        staging: the folder to write into.
+        command: the sub-command's name, used for the file names and the heading.
+        summary: one sentence on the data and settings, printed above the table.
+        table: the Markdown table (`markdown_table`).
+        columns: the CSV header.
+        rows: the CSV rows.
+        plot: draws and saves the figure at the path it is given, or `None`.
+
+    Returns:
+        The names of the files written.
+    """
+    from keras_optnotes.cli import PROG
+
+    staging = Path(staging)
+    (staging / f"{command}.md").write_text(
+        f"# {PROG} {command}\n\n{summary}\n\n{table}", encoding="utf-8"
+    )
+    write_csv(staging / f"{command}.csv", columns, rows)
+    written = [f"{command}.md", f"{command}.csv"]
+    if plot is not None:
+        try:
+            plot(staging / f"{command}.png")
+            written.append(f"{command}.png")
+        except ImportError as error:
+            print(f"{PROG} {command}: plot skipped: {error}", file=sys.stderr)
+    return written
+
+
+def print_report(
+    out: str | os.PathLike, summary: str, table: str, written: Sequence[str]
+) -> None:
+    """Prints `summary`, `table` and the files written into `out` (after the move)."""
+    print(f"\n{summary}\n\n{table}")
+    print("Wrote " + ", ".join(str(Path(out) / name) for name in written))

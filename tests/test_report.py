@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from keras_optnotes.cli import UsageError
-from keras_optnotes.report import markdown_table, new_figure, output_folder, write_csv
+from keras_optnotes.report import (
+    markdown_table,
+    new_figure,
+    output_folder,
+    print_report,
+    write_csv,
+    write_report,
+)
 
 
 def test_markdown_table_by_hand():
@@ -144,3 +151,40 @@ def test_output_folder_rejects_a_read_only_place_even_for_root():
     with pytest.raises(UsageError, match="/proc/keras-optnotes-report.*cannot write"):
         with output_folder("/proc/keras-optnotes-report"):
             pytest.fail("the block must not run")
+
+
+def test_write_report_and_print_report(tmp_path, capsys):
+    table = markdown_table(["epoch", "loss"], [[1, 0.5]])
+
+    def plot(path):
+        figure = new_figure(figsize=(2, 2))
+        figure.subplots().plot([1], [0.5])
+        figure.savefig(path)
+
+    written = write_report(
+        tmp_path,
+        "demo",
+        summary="A demo.",
+        table=table,
+        columns=["epoch", "loss"],
+        rows=[[1, 0.5]],
+        plot=plot,
+    )
+    assert written == ["demo.md", "demo.csv", "demo.png"]
+    assert (tmp_path / "demo.md").read_text() == (
+        "# keras-optnotes demo\n\nA demo.\n\n" + table
+    )
+    assert (tmp_path / "demo.csv").read_text().splitlines() == ["epoch,loss", "1,0.5"]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert write_report(bare, "x", summary="", table="", columns=[], rows=[]) == [
+        "x.md",
+        "x.csv",
+    ]
+    print_report("out", "A demo.", table, written)
+    printed = capsys.readouterr().out
+    assert printed.endswith(
+        f"Wrote {os.path.join('out', 'demo.md')}, "
+        f"{os.path.join('out', 'demo.csv')}, "
+        f"{os.path.join('out', 'demo.png')}\n"
+    )

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import math
 import statistics
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from keras_optnotes.report import (
     markdown_table,
     new_figure,
     output_folder,
-    write_csv,
+    print_report,
+    write_report,
 )
 
 NAME = "compare"
@@ -476,18 +476,15 @@ def _run(args: argparse.Namespace) -> int:
             jit_compile=args.jit,
         )
         table = markdown_table(TABLE_COLUMNS, [r.table_row() for r in runs])
-        (staging / "compare.md").write_text(
-            f"# keras-optnotes compare\n\n{title}, {epochs} epochs.\n\n{table}",
-            encoding="utf-8",
+        summary = f"{title}, {epochs} epochs."
+        written = write_report(
+            staging,
+            NAME,
+            summary=summary,
+            table=table,
+            columns=HISTORY_COLUMNS,
+            rows=history_rows(runs),
+            plot=lambda path: plot_losses(runs, path, title),
         )
-        write_csv(staging / "compare.csv", HISTORY_COLUMNS, history_rows(runs))
-        written = ["compare.md", "compare.csv"]
-        try:
-            plot_losses(runs, staging / "compare.png", title)
-            written.append("compare.png")
-        except ImportError as error:
-            print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
-    print(f"\n{title}, {epochs} epochs.\n\n{table}")
-    out = Path(args.out)
-    print("Wrote " + ", ".join(str(out / name) for name in written))
+    print_report(args.out, summary, table, written)
     return 0
