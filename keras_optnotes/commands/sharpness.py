@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keras_optnotes.cli import PROG, UsageError
+from keras_optnotes.commands.compare import _positive_int
 from keras_optnotes.data import DATASETS, DatasetUnavailableError, Split
 from keras_optnotes.report import markdown_table, output_folder, write_csv
 
@@ -184,18 +185,6 @@ def compare_batch_sizes(
         val_line=tuple(float(v) for v in val_line.losses),
         epsilon=float(epsilon),
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, received {text!r}"
-        )
-    return value
 
 
 def _positive_float(text: str) -> float:
