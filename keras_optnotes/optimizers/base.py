@@ -133,12 +133,35 @@ class Optimizer(keras.optimizers.Optimizer):
             return ops.divide(numerator, ops.sqrt(ops.add(accumulator, epsilon)))
         return ops.divide(numerator, ops.add(ops.sqrt(accumulator), epsilon))
 
+    @staticmethod
+    def sparse_rows(gradient, variable):
+        """(indices, values) of a sparse gradient, values in `variable`'s dtype; else None.
+
+        Indices may repeat; a scatter-add of the values equals the dense gradient.
+        """
+        if keras.backend.backend() != "tensorflow":
+            return None
+        import tensorflow as tf
+
+        if not isinstance(gradient, tf.IndexedSlices):
+            return None
+        return gradient.indices, ops.cast(gradient.values, variable.dtype)
+
+    @staticmethod
+    def indexed_slices(values, indices, variable):
+        """Rows `values` at `indices` of a tensor shaped like `variable`, for a scatter."""
+        import tensorflow as tf
+
+        return tf.IndexedSlices(values, indices, dense_shape=tuple(variable.shape))
+
     def dense(self, gradient, variable):
         """The gradient as a dense tensor of `variable`'s dtype.
 
-        Sparse gradients (`tf.IndexedSlices`, from an `Embedding` layer) are made dense:
-        every rule of the notes decays its state for all rows at every step, so a sparse
-        update would change the rule.
+        Sparse gradients (`tf.IndexedSlices`, from an `Embedding` layer) are made dense
+        for the rules that decay or rescale every row at every step (momentum, the
+        moving averages of RMSprop, Adadelta and Adam), where a sparse update would be
+        a different rule. Adagrad would allow a sparse update, but merging repeated
+        indices needs `tf.unique`, which XLA does not compile; it takes the dense path.
         """
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
@@ -232,6 +255,36 @@ class Optimizer(keras.optimizers.Optimizer):
         if fused is not None and fused.learning_rate is not None:
             return fused.learning_rate
         return super()._get_current_learning_rate()
+
+    # -- decoupled weight decay ---------------------------------------------------------
+
+    def _apply_weight_decay(self, variables):
+        """θ ← θ − η λ θ, as Keras does it, but with λ converted straight to the
+        variable's dtype (Keras casts the Python float through float32 first)."""
+        if self.weight_decay is None:
+            return
+
+        def decay(variable):
+            if self._use_weight_decay(variable):
+                lr = self.scalar(self.learning_rate, variable)
+                wd = self.scalar(self.weight_decay, variable)
+                variable.assign_sub(variable * wd * lr)
+
+        if keras.backend.backend() != "tensorflow":
+            for variable in variables:
+                decay(variable)
+            return
+        import tensorflow as tf
+
+        def distributed_decay(distribution, variables):
+            for variable in variables:
+                if isinstance(variable, keras.Variable):
+                    variable = variable.value
+                distribution.extended.update(variable, decay, group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            distributed_decay, self._distribution_strategy, variables
+        )
 
     # -- state ---------------------------------------------------------------------
 

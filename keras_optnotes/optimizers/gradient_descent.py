@@ -14,6 +14,9 @@ class GradientDescent(Optimizer):
 
         θ ← θ − η g
 
+    A sparse gradient (`tf.IndexedSlices`, from an `Embedding` layer) gives a sparse
+    update: only the rows it names are written.
+
     Args:
         learning_rate: η; a float > 0, a `LearningRateSchedule` or a callable.
             Defaults to 0.01.
@@ -33,4 +36,14 @@ class GradientDescent(Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         lr = self.scalar(learning_rate, variable)
+        rows = self.sparse_rows(gradient, variable)
+        if rows is not None:
+            # Only the rows that have a gradient move: a scatter, not a dense update
+            # (repeated indices add up, as the dense gradient would).
+            indices, values = rows
+            self.assign_sub(
+                variable,
+                self.indexed_slices(ops.multiply(lr, values), indices, variable),
+            )
+            return
         self.assign_sub(variable, ops.multiply(lr, self.dense(gradient, variable)))
