@@ -62,6 +62,12 @@ RECIPES = {
 }
 RULES = list(RECIPES)
 
+# Tests of TensorFlow machinery (tf.function, the XLA-fused path); the others also run
+# with KERAS_BACKEND=jax.
+tensorflow_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow backend only"
+)
+
 
 def test_registry_lists_every_rule_in_the_notes_order():
     assert optimizers.list_rules() == tuple(RULES)
@@ -99,6 +105,7 @@ def _minimize(optimizer, loss, start, steps):
     return x.numpy()
 
 
+@tensorflow_only
 @pytest.mark.parametrize("rule", RULES)
 def test_converges_on_ill_conditioned_quadratic(rule):
     kwargs, steps = RECIPES[rule][1]
@@ -106,6 +113,7 @@ def test_converges_on_ill_conditioned_quadratic(rule):
     assert np.abs(x).max() < 1e-3
 
 
+@tensorflow_only
 @pytest.mark.slow
 @pytest.mark.parametrize("rule", RULES)
 def test_converges_on_rosenbrock(rule):
@@ -145,6 +153,7 @@ def _run_steps(rule, jit_compile, in_function, steps=8):
     return [v.numpy() for v in variables] + [v.numpy() for v in optimizer.variables]
 
 
+@tensorflow_only
 @pytest.mark.parametrize("rule", RULES)
 def test_fused_and_plain_paths_agree_eagerly_and_in_tf_function(rule):
     """Eagerly, inside a plain `tf.function` and inside an XLA-compiled one."""
@@ -158,6 +167,7 @@ def test_fused_and_plain_paths_agree_eagerly_and_in_tf_function(rule):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
 
 
+@tensorflow_only
 def test_fused_apply_is_compiled_once_and_reused():
     variable = keras.Variable(np.ones(3), dtype="float32")
     optimizer = optimizers.Adam()
@@ -167,6 +177,7 @@ def test_fused_apply_is_compiled_once_and_reused():
     assert function.experimental_get_tracing_count() == 1
 
 
+@tensorflow_only
 def test_callable_learning_rate_is_read_at_every_fused_step():
     """XLA must not freeze a callable learning rate at its value when first traced."""
     rate = [0.1]
@@ -179,6 +190,7 @@ def test_callable_learning_rate_is_read_at_every_fused_step():
     np.testing.assert_allclose(variable.numpy(), [-0.6], rtol=1e-6)
 
 
+@tensorflow_only
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_schedule_is_followed_on_both_paths(jit_compile):
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1], [0.1, 0.01])
