@@ -1,0 +1,495 @@
+"""`keras-optnotes regularize`: what each of the notes' regularizers does to the gap.
+
+The same small network is trained from the same initial weights, on the same small
+training subset (small enough to overfit), once with no regularization and once with
+each technique alone. Every trained model is then scored the same way, in inference
+mode on clean data with the plain cross-entropy (no penalty, no smoothing): the
+training loss, the validation loss, their difference (the generalization gap), the
+validation accuracy and the epochs run. The command prints the table and writes
+`regularize.md`, `regularize.csv` and `regularize.png` (the gap per technique).
+
+Python use, without the command line:
+
+>>> from keras_optnotes import data  # doctest: +SKIP
+>>> from keras_optnotes.commands.regularize import run_ablation
+>>> results = run_ablation(data.load("digits"), ["none", "dropout"], epochs=20)
+>>> results[0].gap
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from keras_optnotes.cli import PROG, UsageError
+from keras_optnotes.commands.compare import (
+    _non_negative_int,
+    _op_determinism,
+    _positive_int,
+)
+from keras_optnotes.data import DATASETS, DatasetUnavailableError, Split
+from keras_optnotes.report import markdown_table, new_figure, output_folder, write_csv
+
+NAME = "regularize"
+HELP = (
+    "Train the same network with no regularization and with each of the notes' "
+    "regularizers alone, and compare their generalization gaps."
+)
+
+
+@dataclass(frozen=True)
+class Technique:
+    """One row of the ablation: what is changed, and the setting used."""
+
+    name: str
+    setting: str
+    images_only: bool = False
+
+
+# Each setting is a common choice from the method's paper or library (GL_2 lies in
+# Prechelt's range 1-5; weight decay is strong because decoupled decay is scaled by
+# eta = 3e-3). None was tuned to make a row win: on the default run only the L2
+# penalty, weight decay and early stopping shrink the loss gap (see the README).
+TECHNIQUES: tuple[Technique, ...] = (
+    Technique("none", "-"),
+    Technique("early_stopping", "Prechelt GL, alpha=2"),
+    Technique("l2_penalty", "alpha/2 ||W||^2, alpha=1e-3"),
+    Technique("weight_decay", "decoupled (AdamW), lambda=1"),
+    Technique("augmentation", "rotate 0.05, zoom 0.1", images_only=True),
+    Technique("input_noise", "GaussianNoise(0.2)"),
+    Technique("weight_noise", "WeightNoise(stddev=0.05)"),
+    Technique("label_smoothing", "0.1"),
+    Technique("mixup", "alpha=0.2", images_only=True),
+    Technique("cutmix", "alpha=1.0", images_only=True),
+    Technique("dropout", "Dropout(0.3)"),
+    Technique("batch_norm", "BatchNormalization"),
+)
+TECHNIQUE_NAMES = tuple(t.name for t in TECHNIQUES)
+_BY_NAME = {t.name: t for t in TECHNIQUES}
+
+L2_ALPHA = 1e-3
+WEIGHT_DECAY = 1.0
+INPUT_NOISE = 0.2
+WEIGHT_NOISE = 0.05
+LABEL_SMOOTHING = 0.1
+DROPOUT = 0.3
+GL_ALPHA = 2.0
+AUGMENTATION = {"rotate": 0.05, "zoom": 0.1}
+MIXUP_ALPHA = 0.2
+CUTMIX_ALPHA = 1.0
+
+WIDTH = 128
+LEARNING_RATE = 3e-3
+DEFAULT_EPOCHS = 150
+DEFAULT_TRAIN_SIZE = 128
+# Half the data scores the runs: a large validation set keeps the gaps' noise low.
+VALIDATION_FRACTION = 0.5
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_OUT = "optnotes-report"
+QUICK_EPOCHS = 2
+QUICK_TRAIN_SIZE = 64
+
+TABLE_COLUMNS = (
+    "technique",
+    "setting",
+    "train loss",
+    "val loss",
+    "gap (val - train)",
+    "val accuracy",
+    "epochs run",
+)
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    """One technique's training run, scored on clean data in inference mode.
+
+    Attributes:
+        technique: the technique's name, one of `TECHNIQUE_NAMES`.
+        setting: its hyper-parameter, in words.
+        train_loss: cross-entropy on the (clean) training subset.
+        val_loss: cross-entropy on the validation set.
+        gap: `val_loss - train_loss`, the generalization gap.
+        val_accuracy: accuracy on the validation set.
+        epochs_run: epochs trained (fewer than asked when early stopping stopped).
+        history: Keras' `History.history` of the run.
+    """
+
+    technique: str
+    setting: str
+    train_loss: float
+    val_loss: float
+    gap: float
+    val_accuracy: float
+    epochs_run: int
+    history: dict
+
+    def table_row(self) -> list:
+        """The row of `TABLE_COLUMNS` for this result."""
+        return [
+            self.technique,
+            self.setting,
+            self.train_loss,
+            self.val_loss,
+            self.gap,
+            self.val_accuracy,
+            self.epochs_run,
+        ]
+
+
+def parse_techniques(text: str | None, images: bool = True) -> tuple[str, ...]:
+    """The techniques named by `--techniques` ("all" or a comma-separated list).
+
+    With `images=False` (samples that are not (H, W, C) images) "all" leaves out the
+    image-only techniques (augmentation, MixUp, CutMix) and naming one is an error.
+    """
+    if text is None or text.strip().lower() == "all":
+        return tuple(t.name for t in TECHNIQUES if images or not t.images_only)
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not names:
+        raise UsageError(
+            f"--techniques: received {text!r}; accepted: all, or a comma-separated "
+            f"list of {', '.join(TECHNIQUE_NAMES)}"
+        )
+    for name in names:
+        if name not in _BY_NAME:
+            raise UsageError(
+                f"--techniques: unknown technique {name!r}; accepted: all, or a "
+                f"comma-separated list of {', '.join(TECHNIQUE_NAMES)}"
+            )
+        if _BY_NAME[name].images_only and not images:
+            raise UsageError(
+                f"--techniques: {name} needs image samples (H, W, C); this dataset's "
+                "samples are not images"
+            )
+    return tuple(dict.fromkeys(names))
+
+
+def build_network(
+    input_shape: Sequence[int], num_classes: int, technique: str, *, seed: int = 0
+):
+    """The ablation's MLP, with the technique's layers where it has any.
+
+    Flatten → [GaussianNoise] → (Dense(128) → [BatchNorm] → ReLU → [Dropout]) × 2 →
+    Dense(num_classes, softmax); with "weight_noise" both hidden Dense layers are
+    wrapped in `WeightNoise`. Every kernel is Glorot-uniform with a seed derived from
+    `seed` and the layer's position, so all variants start from the same weights in
+    the layers they share.
+    """
+    import keras
+
+    from keras_optnotes.layers import WeightNoise, normalization
+
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = keras.layers.Flatten()(inputs)
+    if technique == "input_noise":
+        x = keras.layers.GaussianNoise(INPUT_NOISE, seed=seed)(x)
+    for position in (1, 2):
+        dense = keras.layers.Dense(
+            WIDTH,
+            kernel_initializer=keras.initializers.GlorotUniform(seed * 1000 + position),
+        )
+        if technique == "weight_noise":
+            dense = WeightNoise(dense, WEIGHT_NOISE, seed=seed * 1000 + position)
+        x = dense(x)
+        if technique == "batch_norm":
+            x = normalization("batch")(x)
+        x = keras.layers.Activation("relu")(x)
+        if technique == "dropout":
+            x = keras.layers.Dropout(DROPOUT, seed=seed * 1000 + position)(x)
+    outputs = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        kernel_initializer=keras.initializers.GlorotUniform(seed * 1000 + 3),
+    )(x)
+    return keras.Model(inputs, outputs, name=f"ablation_{technique}")
+
+
+def _training_data(x, y, technique: str, num_classes: int, batch_size: int, seed: int):
+    import tensorflow as tf
+
+    from keras_optnotes.data import augment
+
+    one_hot = np.eye(num_classes, dtype="float32")[y]
+    dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).shuffle(
+        len(x), seed=seed, reshuffle_each_iteration=True
+    )
+    recipes: dict[str, dict] = {
+        "augmentation": AUGMENTATION,
+        "mixup": {"mixup_alpha": MIXUP_ALPHA},
+        "cutmix": {"cutmix_alpha": CUTMIX_ALPHA},
+    }
+    if technique in recipes:
+        # One call of the Keras layers per epoch on the whole (small) shuffled
+        # training set, then cut into batches: the layers' fixed cost per call
+        # dominates on 8x8 images. MixUp and CutMix then pair each sample with a
+        # partner drawn from the whole set instead of from its batch.
+        dataset = augment(
+            dataset.batch(len(x)), seed=seed, **recipes[technique]
+        ).unbatch()
+    # Repeated, with `steps_per_epoch` in `fit`: one iterator for the whole run, so
+    # the pipeline's functions are set up once rather than at every epoch.
+    return dataset.batch(batch_size).repeat().prefetch(2)
+
+
+def _cross_entropy(model, x, y) -> tuple[float, float]:
+    probabilities = model.predict(x, batch_size=1024, verbose=0).astype("float64")
+    picked = np.clip(probabilities[np.arange(len(y)), y], 1e-12, None)
+    return float(-np.mean(np.log(picked))), float(np.mean(probabilities.argmax(1) == y))
+
+
+def _train_one(
+    split: Split,
+    technique: str,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> AblationResult:
+    import keras
+    import tensorflow as tf
+
+    from keras_optnotes import optimizers
+    from keras_optnotes.callbacks import PrecheltEarlyStopping
+    from keras_optnotes.regularizers import ParameterNormPenalty, apply_penalty
+
+    keras.utils.set_random_seed(seed)
+    model = build_network(split.input_shape, split.num_classes, technique, seed=seed)
+    if technique == "l2_penalty":
+        apply_penalty(model, ParameterNormPenalty(L2_ALPHA))
+    model.compile(
+        optimizer=optimizers.get(
+            "adam",
+            learning_rate=LEARNING_RATE,
+            weight_decay=WEIGHT_DECAY if technique == "weight_decay" else None,
+        ),
+        loss=keras.losses.CategoricalCrossentropy(
+            label_smoothing=LABEL_SMOOTHING if technique == "label_smoothing" else 0.0
+        ),
+    )
+    callbacks: list[Callable] = []
+    if technique == "early_stopping":
+        callbacks.append(PrecheltEarlyStopping("GL", alpha=GL_ALPHA))
+    # A cached dataset: numpy validation data would be re-wrapped every epoch.
+    validation = (
+        tf.data.Dataset.from_tensor_slices(
+            (split.x_val, np.eye(split.num_classes, dtype="float32")[split.y_val])
+        )
+        .batch(1024)
+        .cache()
+    )
+    history = model.fit(
+        _training_data(
+            split.x_train,
+            split.y_train,
+            technique,
+            split.num_classes,
+            batch_size,
+            seed,
+        ),
+        epochs=epochs,
+        steps_per_epoch=math.ceil(len(split.x_train) / batch_size),
+        validation_data=validation,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles, seeded
+        verbose=0,
+    )
+    train_loss, _ = _cross_entropy(model, split.x_train, split.y_train)
+    val_loss, val_accuracy = _cross_entropy(model, split.x_val, split.y_val)
+    return AblationResult(
+        technique=technique,
+        setting=_BY_NAME[technique].setting,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        gap=val_loss - train_loss,
+        val_accuracy=val_accuracy,
+        epochs_run=len(history.history["loss"]),
+        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+    )
+
+
+def run_ablation(
+    split: Split,
+    techniques: Sequence[str] = TECHNIQUE_NAMES,
+    *,
+    epochs: int = DEFAULT_EPOCHS,
+    train_size: int | None = DEFAULT_TRAIN_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = 0,
+    verbose: bool = False,
+) -> list[AblationResult]:
+    """Trains the ablation network once per technique and scores each run.
+
+    Every run starts from the same initial weights (in the layers the variants
+    share), sees the same `train_size` training samples in the same shuffled order
+    and is trained with Adam (η = 3e-3) on the cross-entropy for `epochs` epochs
+    (early stopping may stop sooner and restores its best weights). TensorFlow's op
+    determinism is on during the runs.
+
+    Args:
+        split: the data; the first `train_size` training samples are used.
+        techniques: names from `TECHNIQUE_NAMES`; "none" is the baseline.
+        epochs: epochs per run.
+        train_size: training samples used (None: all of them).
+        batch_size: batch size.
+        seed: seed of the weights, the noise and the batch order.
+        verbose: print one line per run as it starts.
+
+    Returns:
+        One `AblationResult` per technique, in the order given.
+    """
+    unknown = [t for t in techniques if t not in _BY_NAME]
+    if unknown:
+        raise ValueError(
+            f"Unknown technique(s) {unknown}; accepted: {', '.join(TECHNIQUE_NAMES)}."
+        )
+    if train_size is not None:
+        split = Split(
+            x_train=split.x_train[:train_size],
+            y_train=split.y_train[:train_size],
+            x_val=split.x_val,
+            y_val=split.y_val,
+            num_classes=split.num_classes,
+            name=split.name,
+        )
+    results = []
+    with _op_determinism():
+        for index, technique in enumerate(techniques, start=1):
+            if verbose:
+                print(f"[{index}/{len(techniques)}] {technique}", flush=True)
+            results.append(_train_one(split, technique, epochs, batch_size, seed))
+    return results
+
+
+def plot_gaps(results: Sequence[AblationResult], path: Path, title: str) -> None:
+    """A horizontal bar chart of the gap per technique, the baseline in grey."""
+    figure = new_figure(figsize=(7.5, 0.42 * len(results) + 1.4), layout="constrained")
+    axes = figure.subplots()
+    names = [r.technique for r in results]
+    gaps = [r.gap for r in results]
+    colors = ["0.55" if r.technique == "none" else "tab:blue" for r in results]
+    axes.barh(names, gaps, color=colors)
+    axes.invert_yaxis()
+    axes.axvline(0.0, color="black", linewidth=0.8)
+    for row, gap in enumerate(gaps):
+        axes.annotate(
+            f" {gap:.3f}", (max(gap, 0.0), row), va="center", fontsize="small"
+        )
+    axes.set_xlabel("generalization gap: validation loss - training loss")
+    axes.grid(True, axis="x", alpha=0.3)
+    axes.set_title(title, fontsize="medium")
+    figure.savefig(path, dpi=110)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the options of `keras-optnotes regularize` to `parser`."""
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        choices=DATASETS,
+        help="dataset (default: digits; mnist and cifar10 need a network once)",
+    )
+    parser.add_argument(
+        "--techniques",
+        default=None,
+        metavar="all|NAME,...",
+        help=f"'all' (default) or a comma-separated list of: "
+        f"{', '.join(TECHNIQUE_NAMES)}",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"epochs per run (default: {DEFAULT_EPOCHS}; --quick: {QUICK_EPOCHS})",
+    )
+    parser.add_argument(
+        "--train-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"training samples used, few enough to overfit (default: "
+        f"{DEFAULT_TRAIN_SIZE}; --quick: {QUICK_TRAIN_SIZE})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="B",
+        help=f"batch size (default: {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        metavar="S",
+        help="seed of the weights, the split, the noise and the batch order "
+        "(default: 0)",
+    )
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"output folder (default: ./{DEFAULT_OUT}/)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: {QUICK_TRAIN_SIZE} training samples, {QUICK_EPOCHS} epochs",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs `keras-optnotes regularize` with parsed arguments; returns exit status."""
+    epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS)
+    train_size = args.train_size or (
+        QUICK_TRAIN_SIZE if args.quick else DEFAULT_TRAIN_SIZE
+    )
+    parse_techniques(args.techniques)  # unknown names fail before any work
+    from keras_optnotes import data
+
+    with output_folder(args.out) as staging:
+        try:
+            split = data.load(
+                args.dataset, validation_fraction=VALIDATION_FRACTION, seed=args.seed
+            )
+        except (ImportError, DatasetUnavailableError) as error:
+            raise UsageError(f"--dataset {args.dataset}: {error}") from error
+        techniques = parse_techniques(
+            args.techniques, images=len(split.input_shape) == 3
+        )
+        train_size = min(train_size, len(split.x_train))
+        title = (
+            f"{split.name}: {train_size} training and {len(split.x_val)} validation "
+            f"samples, {epochs} epochs, batch {args.batch_size}, seed {args.seed}"
+        )
+        results = run_ablation(
+            split,
+            techniques,
+            epochs=epochs,
+            train_size=train_size,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            verbose=True,
+        )
+        rows = [r.table_row() for r in results]
+        table = markdown_table(TABLE_COLUMNS, rows)
+        (staging / "regularize.md").write_text(
+            f"# keras-optnotes regularize\n\n{title}.\n\n{table}", encoding="utf-8"
+        )
+        write_csv(staging / "regularize.csv", TABLE_COLUMNS, rows)
+        written = ["regularize.md", "regularize.csv"]
+        try:
+            plot_gaps(results, staging / "regularize.png", title)
+            written.append("regularize.png")
+        except ImportError as error:
+            print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
+    print(f"\n{title}.\n\n{table}")
+    out = Path(args.out)
+    print("Wrote " + ", ".join(str(out / name) for name in written))
+    return 0
