@@ -57,6 +57,14 @@ def test_hvp_linear_regression_matches_closed_form(regression):
     assert again._hvp_fn.traces == 2
 
 
+def test_hvp_forced_xla_matches_closed_form(regression):
+    model, x, y, hessian = regression
+    operator = HessianOperator(model, (x, y), batch_size=len(x), jit_compile=True)
+    assert operator.uses_xla
+    v = np.random.default_rng(9).normal(size=operator.size)
+    assert relative_error(operator.matvec(v), hessian @ v) <= 1e-6
+
+
 def test_hvp_per_variable_form_and_dataset_input(regression):
     model, x, y, hessian = regression
     v = [np.ones((5, 1)), np.array([2.0])]

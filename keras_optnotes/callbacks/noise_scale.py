@@ -79,7 +79,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
     A Keras callback never sees the training batch, so the callback draws its own
     batches from `data` (the training set, as arrays or a dataset of batches). The
     gradients are of the compiled loss (`model.compute_loss`, plus `model.losses`)
-    with `training=False` by default (dropout off), XLA-compiled where possible.
+    with `training=False` by default (dropout off), XLA-compiled on a GPU or TPU
+    where the model allows (see `HessianOperator`).
 
     Args:
       data: the training data: a tuple of arrays `(x, y[, sample_weight])`, sampled

@@ -39,8 +39,8 @@ class SharpnessMonitor(keras.callbacks.Callback):
       seed: seed of the start vector and of the trace's vectors.
       training: forward pass flag (default `False`).
       batch_size: batch size for array data.
-      jit_compile: XLA for the Hessian-vector product (`None`: where the model
-        allows; see `HessianOperator`).
+      jit_compile: XLA for the Hessian-vector product (`None`: on a GPU or TPU where
+        the model allows; see `HessianOperator`).
 
     Example:
       >>> monitor = SharpnessMonitor((x_val[:512], y_val[:512]), trace_samples=20)

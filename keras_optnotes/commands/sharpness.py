@@ -104,8 +104,8 @@ def compare_batch_sizes(
     Both start from the weights of `build_classifier(..., seed=seed)` and use
     `keras_optnotes.optimizers.Adam(learning_rate)` for `epochs` epochs, with the
     global seed reset to `seed` before each `fit`. `jit_compile=False` turns XLA off
-    for the train step, the optimizer and the Hessian-vector products (on a run this short, XLA's
-    compilation can cost more than it saves).
+    for the train step and the optimizer, and keeps it off the Hessian-vector
+    products, which otherwise use it on a GPU or TPU (`HessianOperator`).
 
     Returns:
         A `BatchSizeComparison`.
@@ -285,8 +285,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jit",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="XLA-compile the optimizer and the Hessian-vector products (default: "
-        "--jit)",
+        help="XLA-compile the train step and the optimizer, and on a GPU or TPU the "
+        "Hessian-vector products (default: --jit)",
     )
     parser.add_argument(
         "--out",

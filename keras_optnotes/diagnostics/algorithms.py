@@ -210,8 +210,9 @@ def hessian_top_eigenvalues(
       training: forward pass flag; `False` (default): dropout off, batch normalization
         on its moving statistics.
       batch_size: batch size for array data.
-      jit_compile: XLA for the Hessian-vector product: `None` (default) where the
-        model allows, `False` never (saves seconds of compilation on a short run).
+      jit_compile: XLA for the Hessian-vector product: `None` (default) on a GPU or
+        TPU where the model allows, `True` on any device, `False` never (see
+        `HessianOperator`).
 
     Returns:
       `HessianEigenvalues`; `.top` is λ_max.
