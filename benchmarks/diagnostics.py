@@ -90,7 +90,7 @@ def hvp_over_gradient(batch: int, repeats: int) -> None:
 
 def top_eigenvalue(samples: int) -> None:
     x, y = data(samples)
-    for jit in (None, False):
+    for jit in (True, False):
         model = cnn()
         start = time.perf_counter()
         operator = HessianOperator(model, (x, y), batch_size=256, jit_compile=jit)
@@ -139,17 +139,23 @@ def noise_scale_overhead(samples: int, epochs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument(
+        "--only", type=int, choices=(1, 2, 3), help="run one of the three parts"
+    )
     args = parser.parse_args()
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
         f"{os.cpu_count()} CPU cores"
     )
-    print("1. Hessian-vector product / gradient, same batch:")
-    hvp_over_gradient(64 if args.quick else 256, 5 if args.quick else 20)
-    print("2. λ_max by power iteration:")
-    top_eigenvalue(256 if args.quick else 2048)
-    print("3. GradientNoiseScale overhead in fit:")
-    noise_scale_overhead(1280 if args.quick else 5120, 1 if args.quick else 2)
+    if args.only in (None, 1):
+        print("1. Hessian-vector product / gradient, same batch:")
+        hvp_over_gradient(64 if args.quick else 256, 5 if args.quick else 20)
+    if args.only in (None, 2):
+        print("2. λ_max by power iteration:")
+        top_eigenvalue(256 if args.quick else 2048)
+    if args.only in (None, 3):
+        print("3. GradientNoiseScale overhead in fit:")
+        noise_scale_overhead(1280 if args.quick else 5120, 1 if args.quick else 2)
 
 
 if __name__ == "__main__":
