@@ -118,7 +118,8 @@ class AblationResult:
         gap: `val_loss - train_loss`, the generalization gap.
         val_accuracy: accuracy on the validation set.
         epochs_run: epochs trained (fewer than asked when early stopping stopped).
-        history: Keras' `History.history` of the run.
+        history: Keras' `History.history` of the run (`loss`, and for early
+            stopping `val_loss` and `prechelt_gl`).
     """
 
     technique: str
@@ -272,17 +273,20 @@ def _train_one(
             label_smoothing=LABEL_SMOOTHING if technique == "label_smoothing" else 0.0
         ),
     )
+    # Only early stopping looks at the validation set during training; the other
+    # runs are scored after training, which spares them a per-epoch evaluation.
     callbacks: list[Callable] = []
+    validation = None
     if technique == "early_stopping":
         callbacks.append(PrecheltEarlyStopping("GL", alpha=GL_ALPHA))
-    # A cached dataset: numpy validation data would be re-wrapped every epoch.
-    validation = (
-        tf.data.Dataset.from_tensor_slices(
-            (split.x_val, np.eye(split.num_classes, dtype="float32")[split.y_val])
+        # A cached dataset: numpy validation data would be re-wrapped every epoch.
+        validation = (
+            tf.data.Dataset.from_tensor_slices(
+                (split.x_val, np.eye(split.num_classes, dtype="float32")[split.y_val])
+            )
+            .batch(1024)
+            .cache()
         )
-        .batch(1024)
-        .cache()
-    )
     history = model.fit(
         _training_data(
             split.x_train,
