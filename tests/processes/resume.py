@@ -1,0 +1,116 @@
+"""Train, save to `.keras`, and resume in another process (launched by `tests/test_resume.py`).
+
+Op determinism is on, so two processes that run the same steps get the same bits.
+
+    python resume.py first OUT_DIR   # per rule: N steps, save OUT_DIR/<rule>.keras,
+                                     # N more steps -> uninterrupted.npz
+    python resume.py second OUT_DIR  # per rule: load <rule>.keras, N more steps
+                                     # -> resumed.npz
+
+Each `.npz` holds, per rule, the model's weights (`<rule>/weight/<i>`) and every
+optimizer variable (`<rule>/optimizer/<i>`: iterations, learning rate, slots).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+STEPS = 4  # N
+BATCH = 16
+# Arguments away from the defaults, so that the config stored in the file matters; a
+# schedule for RMSprop, which depends on the restored iteration counter.
+ARGUMENTS = {
+    "GradientDescent": {"learning_rate": 0.05},
+    "Momentum": {"learning_rate": 0.02, "momentum": 0.8},
+    "NesterovMomentum": {"learning_rate": 0.02, "momentum": 0.7},
+    "Adagrad": {"learning_rate": 0.1, "initial_accumulator_value": 0.1},
+    "Adadelta": {"learning_rate": 0.5, "rho": 0.9, "epsilon": 1e-5},
+    "RMSprop": {"epsilon_inside_sqrt": False},
+    "Adam": {"learning_rate": 0.01, "beta_1": 0.8, "amsgrad": True},
+}
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """2N batches of a noisy linear regression."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2 * STEPS * BATCH, 4)).astype("float32")
+    noise = 0.1 * rng.normal(size=len(x))
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3 + noise).astype("float32")
+    return x, y[:, None]
+
+
+def new_optimizer(rule: str, **overrides):
+    import keras
+
+    from keras_optnotes import optimizers
+
+    kwargs = {**ARGUMENTS.get(rule, {}), **overrides}
+    if rule == "RMSprop":
+        kwargs.setdefault(
+            "learning_rate",
+            keras.optimizers.schedules.InverseTimeDecay(
+                0.01, decay_steps=2, decay_rate=0.5
+            ),
+        )
+    return optimizers.get(rule, **kwargs)
+
+
+def new_model(rule: str):
+    """The model every run starts from (same initial weights), compiled with `rule`."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, "tanh"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=new_optimizer(rule), loss="mse")
+    return model
+
+
+def train(model, x, y) -> None:
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+
+
+def state(rule: str, model) -> dict[str, np.ndarray]:
+    arrays = {f"{rule}/weight/{i}": w for i, w in enumerate(model.get_weights())}
+    for i, variable in enumerate(model.optimizer.variables):
+        arrays[f"{rule}/optimizer/{i}"] = np.asarray(variable.numpy())
+    return arrays
+
+
+def main(argv: list[str]) -> int:
+    phase, out_dir = argv
+    import keras
+    import tensorflow as tf
+
+    from keras_optnotes import optimizers
+
+    keras.utils.set_random_seed(0)
+    tf.config.experimental.enable_op_determinism()
+    x, y = data()
+    half = STEPS * BATCH
+    results = {}
+    for rule in optimizers.list_rules():
+        path = os.path.join(out_dir, f"{rule}.keras")
+        if phase == "first":
+            model = new_model(rule)
+            train(model, x[:half], y[:half])
+            model.save(path)
+            # Saving only reads the state: training on is the uninterrupted run.
+            train(model, x[half:], y[half:])
+        else:
+            model = keras.models.load_model(path)
+            train(model, x[half:], y[half:])
+        results.update(state(rule, model))
+    name = "uninterrupted" if phase == "first" else "resumed"
+    np.savez(os.path.join(out_dir, f"{name}.npz"), **results)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    sys.exit(main(sys.argv[1:]))
