@@ -42,14 +42,21 @@ def test_quick_run_writes_table_csv_and_chart(quick_report):
 def test_scores_are_the_plain_cross_entropy_of_the_trained_model():
     # Independent of the command's scoring code: a float64 NumPy cross-entropy of
     # the probabilities the returned model would give is what the table reports.
-    split = data.load("digits", validation_fraction=0.5)
-    x, y = split.x_val[:50], split.y_val[:50]
+    full = data.load("digits", validation_fraction=0.5)
+    split = data.Split(
+        full.x_train[:30], full.y_train[:30], full.x_val[:50], full.y_val[:50], 10, ""
+    )
     model = regularize.build_network(split.input_shape, 10, "none", seed=0)
-    probabilities = model.predict(x, verbose=0).astype("float64")
-    expected = -np.mean(np.log(probabilities[np.arange(50), y]))
-    loss, accuracy = regularize._cross_entropy(model, x, y)
-    assert loss == pytest.approx(expected, rel=1e-9)
-    assert accuracy == pytest.approx(np.mean(probabilities.argmax(1) == y))
+
+    def reference(x, y):
+        probabilities = model(x, training=False).numpy().astype("float64")
+        loss = -np.mean(np.log(probabilities[np.arange(len(y)), y]))
+        return loss, np.mean(probabilities.argmax(axis=1) == y)
+
+    train_loss, val_loss, val_accuracy = regularize._score(model, split)
+    assert train_loss == pytest.approx(reference(split.x_train, split.y_train)[0])
+    assert val_loss == pytest.approx(reference(split.x_val, split.y_val)[0])
+    assert val_accuracy == pytest.approx(reference(split.x_val, split.y_val)[1])
 
 
 @pytest.mark.slow

@@ -7,7 +7,17 @@ import warnings
 
 import keras
 
+from keras_optnotes.optimizers.checks import check_in_range
+
 _DEFAULT_ALPHA = {"GL": 5.0, "PQ": 0.5}
+
+
+def _check_integer(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+    return value
 
 
 def _generalization_loss(validation: float, best_validation: float) -> float:
@@ -105,43 +115,24 @@ class PrecheltEarlyStopping(keras.callbacks.Callback):
                     "`alpha` applies to the GL and PQ criteria only; use "
                     f"`successive_strips` for UP. Received: alpha={alpha!r}"
                 )
-            successive_strips = 3 if successive_strips is None else successive_strips
-            if (
-                isinstance(successive_strips, bool)
-                or not isinstance(successive_strips, int)
-                or successive_strips < 1
-            ):
-                raise ValueError(
-                    "`successive_strips` must be an integer >= 1. "
-                    f"Received: successive_strips={successive_strips!r}"
-                )
+            successive_strips = _check_integer(
+                "successive_strips",
+                3 if successive_strips is None else successive_strips,
+                1,
+            )
         else:
             if successive_strips is not None:
                 raise ValueError(
                     "`successive_strips` applies to the UP criterion only. "
                     f"Received: successive_strips={successive_strips!r}"
                 )
-            alpha = _DEFAULT_ALPHA[key] if alpha is None else alpha
-            if (
-                isinstance(alpha, bool)
-                or not isinstance(alpha, (int, float))
-                or not math.isfinite(alpha)
-                or alpha <= 0
-            ):
-                raise ValueError(
-                    "`alpha` must be a finite number > 0 (accepted range (0, inf)). "
-                    f"Received: alpha={alpha!r}"
-                )
-            alpha = float(alpha)
-        if (
-            isinstance(strip_length, bool)
-            or not isinstance(strip_length, int)
-            or strip_length < 1
-        ):
-            raise ValueError(
-                "`strip_length` must be an integer >= 1. "
-                f"Received: strip_length={strip_length!r}"
+            alpha = check_in_range(
+                "alpha",
+                _DEFAULT_ALPHA[key] if alpha is None else alpha,
+                0.0,
+                low_inclusive=False,
             )
+        strip_length = _check_integer("strip_length", strip_length, 1)
         self.criterion = key
         self.alpha = alpha
         self.strip_length = strip_length

@@ -239,10 +239,19 @@ def _training_data(x, y, technique: str, num_classes: int, batch_size: int, seed
     return dataset.batch(batch_size).repeat().prefetch(2)
 
 
-def _cross_entropy(model, x, y) -> tuple[float, float]:
-    probabilities = model.predict(x, batch_size=1024, verbose=0).astype("float64")
-    picked = np.clip(probabilities[np.arange(len(y)), y], 1e-12, None)
-    return float(-np.mean(np.log(picked))), float(np.mean(probabilities.argmax(1) == y))
+def _score(model, split: Split) -> tuple[float, float, float]:
+    """Train and validation cross-entropy and validation accuracy, in float64.
+
+    Inference mode on clean data, the plain cross-entropy whatever the training loss
+    was; one `predict` call (one trace) for both sets.
+    """
+    x = np.concatenate([split.x_train, split.x_val])
+    y = np.concatenate([split.y_train, split.y_val])
+    probabilities = model.predict(x, batch_size=len(x), verbose=0).astype("float64")
+    losses = -np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, None))
+    correct = probabilities.argmax(axis=1) == y
+    n = len(split.x_train)
+    return float(losses[:n].mean()), float(losses[n:].mean()), float(correct[n:].mean())
 
 
 def _train_one(
@@ -303,8 +312,7 @@ def _train_one(
         shuffle=False,  # the dataset shuffles, seeded
         verbose=0,
     )
-    train_loss, _ = _cross_entropy(model, split.x_train, split.y_train)
-    val_loss, val_accuracy = _cross_entropy(model, split.x_val, split.y_val)
+    train_loss, val_loss, val_accuracy = _score(model, split)
     return AblationResult(
         technique=technique,
         setting=_BY_NAME[technique].setting,

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 import tensorflow as tf
+
+from keras_optnotes.optimizers.checks import check_in_range
 
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
-def _check_fraction(name: str, value, *, upper: float, closed_lower: bool) -> float:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and (value >= 0 if closed_lower else value > 0)
-        and value <= upper
-    )
-    if not ok:
-        bracket = "[" if closed_lower else "("
-        raise ValueError(
-            f"`{name}` must be a number in {bracket}0, {upper:g}]. "
-            f"Received: {name}={value!r}"
-        )
-    return float(value)
+def _check_fraction(name: str, value, upper: float | None = 1.0) -> float:
+    return check_in_range(name, value, 0.0, upper, low_inclusive=False)
 
 
 def augment(
@@ -109,10 +96,10 @@ def augment(
             )
         image_layers.append(lambda s: keras.layers.RandomFlip(flip, seed=s))
     if rotate is not None:
-        rotate = _check_fraction("rotate", rotate, upper=1.0, closed_lower=False)
+        rotate = _check_fraction("rotate", rotate)
         image_layers.append(lambda s: keras.layers.RandomRotation(rotate, seed=s))
     if zoom is not None:
-        zoom = _check_fraction("zoom", zoom, upper=1.0, closed_lower=False)
+        zoom = _check_fraction("zoom", zoom)
         image_layers.append(lambda s: keras.layers.RandomZoom(zoom, seed=s))
     if crop is not None:
         if (
@@ -126,7 +113,7 @@ def augment(
             )
         image_layers.append(lambda s: keras.layers.RandomCrop(*crop, seed=s))
     if cutout is not None:
-        cutout = _check_fraction("cutout", cutout, upper=1.0, closed_lower=False)
+        cutout = _check_fraction("cutout", cutout)
         image_layers.append(
             lambda s: keras.layers.RandomErasing(
                 factor=(1.0, 1.0), scale=(cutout, cutout), fill_value=0.0, seed=s
@@ -134,14 +121,10 @@ def augment(
         )
     mixing_layers = []
     if mixup_alpha is not None:
-        mixup_alpha = _check_fraction(
-            "mixup_alpha", mixup_alpha, upper=math.inf, closed_lower=False
-        )
+        mixup_alpha = _check_fraction("mixup_alpha", mixup_alpha, upper=None)
         mixing_layers.append(lambda s: keras.layers.MixUp(alpha=mixup_alpha, seed=s))
     if cutmix_alpha is not None:
-        cutmix_alpha = _check_fraction(
-            "cutmix_alpha", cutmix_alpha, upper=1.0, closed_lower=False
-        )
+        cutmix_alpha = _check_fraction("cutmix_alpha", cutmix_alpha)
         mixing_layers.append(
             lambda s: keras.layers.CutMix(factor=(cutmix_alpha, cutmix_alpha), seed=s)
         )
@@ -163,6 +146,8 @@ def augment(
     layers = [make(seed + i) for i, make in enumerate(image_layers + mixing_layers)]
     first_mixing = len(image_layers)
 
+    # Plain Python loops over layers: nothing for AutoGraph to convert.
+    @tf.autograph.experimental.do_not_convert
     def apply(images, labels):
         images = tf.cast(images, "float32")
         for layer in layers[:first_mixing]:

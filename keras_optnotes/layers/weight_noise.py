@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
+
+from keras_optnotes.optimizers.checks import check_in_range
 
 
 @keras.saving.register_keras_serializable(package="keras_optnotes")
@@ -55,17 +55,7 @@ class WeightNoise(keras.layers.Wrapper):
         **kwargs,
     ):
         super().__init__(layer, **kwargs)
-        if (
-            isinstance(stddev, bool)
-            or not isinstance(stddev, (int, float))
-            or not math.isfinite(stddev)
-            or stddev < 0
-        ):
-            raise ValueError(
-                "`stddev` must be a finite number >= 0 (accepted range [0, inf)). "
-                f"Received: stddev={stddev!r}"
-            )
-        self.stddev = float(stddev)
+        self.stddev = check_in_range("stddev", stddev, 0.0)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = getattr(layer, "supports_masking", False)

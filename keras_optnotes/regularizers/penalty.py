@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 
 import keras
+
+from keras_optnotes.optimizers.checks import check_in_range
 
 _NORMALIZATION_LAYERS = (
     keras.layers.BatchNormalization,
@@ -52,19 +53,9 @@ class ParameterNormPenalty(keras.regularizers.Regularizer):
     """
 
     def __init__(self, alpha: float = 0.01, norm: int = 2):
-        if (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, (int, float))
-            or not math.isfinite(alpha)
-            or alpha < 0
-        ):
-            raise ValueError(
-                "`alpha` must be a finite number >= 0 (accepted range [0, inf)). "
-                f"Received: alpha={alpha!r}"
-            )
+        self.alpha = check_in_range("alpha", alpha, 0.0)
         if isinstance(norm, bool) or norm not in (1, 2):
             raise ValueError(f"`norm` must be 1 or 2. Received: norm={norm!r}")
-        self.alpha = float(alpha)
         self.norm = int(norm)
 
     def __call__(self, x):
