@@ -303,6 +303,6 @@ def test_gradient_descent_updates_embeddings_sparsely():
     optimizer.apply([gradient], [table])
     np.testing.assert_allclose(table.numpy()[:, 0], [0.9, 1, 1, 1, 0.8, 1], rtol=1e-6)
     (function,) = optimizer._fused.functions.values()
-    graph = function.get_concrete_function([gradient], None).graph
+    graph = function.get_concrete_function([gradient], tf.constant(0.1)).graph
     kinds = {op.type for op in graph.get_operations()}
     assert "ResourceScatterSub" in kinds and "AssignSubVariableOp" not in kinds

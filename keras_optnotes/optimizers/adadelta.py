@@ -31,7 +31,7 @@ class Adadelta(Optimizer):
             Defaults to 1.0.
         rho: ρ in [0, 1). Defaults to 0.95.
         epsilon: ε > 0. Defaults to 1e-6.
-        jit_compile: run `apply()` as one XLA-compiled function (TensorFlow backend).
+        jit_compile: fuse the update into XLA-compiled calls (TensorFlow backend).
         **kwargs: the keywords of `keras.optimizers.Optimizer`.
 
     Example:

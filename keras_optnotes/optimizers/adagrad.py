@@ -31,7 +31,7 @@ class Adagrad(Optimizer):
         epsilon: ε > 0. Defaults to 1e-8.
         initial_accumulator_value: the starting value of G, ≥ 0. Defaults to 0.0.
         epsilon_inside_sqrt: where ε goes, see above. Defaults to True.
-        jit_compile: run `apply()` as one XLA-compiled function (TensorFlow backend).
+        jit_compile: fuse the update into XLA-compiled calls (TensorFlow backend).
         **kwargs: the keywords of `keras.optimizers.Optimizer`.
 
     Example:

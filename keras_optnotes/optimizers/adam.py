@@ -40,7 +40,7 @@ class Adam(Optimizer):
         epsilon: ε > 0. Defaults to 1e-8.
         epsilon_inside_sqrt: where ε goes, see above. Defaults to True.
         amsgrad: use the running maximum of v. Defaults to False.
-        jit_compile: run `apply()` as one XLA-compiled function (TensorFlow backend).
+        jit_compile: fuse the update into XLA-compiled calls (TensorFlow backend).
         **kwargs: the keywords of `keras.optimizers.Optimizer`.
 
     Example:

@@ -6,17 +6,16 @@ Every rule of `keras_optnotes.optimizers` subclasses `Optimizer` below, which is
 - hyper-parameters are checked when the optimizer is constructed, and a bad value raises
   `ValueError` naming the argument, the value received and the range accepted (Keras
   accepts most nonsense silently);
-- `jit_compile=True` (the default) runs `apply()` — clipping, weight decay, the update of
-  every variable, EMA, gradient accumulation and the iteration counter — as one
-  XLA-compiled function on the TensorFlow backend, also when `apply()` is called eagerly
-  in a custom training loop or inside a `tf.function` that is not itself compiled;
+- `jit_compile=True` (the default) runs the update of all variables of one `apply()` as
+  XLA-compiled calls on the TensorFlow backend (one call per 32 MiB of variables), also
+  when `apply()` is called eagerly in a custom training loop or inside a `tf.function`
+  that is not itself compiled;
 - loading saved optimizer state whose layout does not match is an error, where Keras only
   warns and trains on from zeroed state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 from typing import Any
@@ -76,12 +75,23 @@ def _inside_xla_compilation() -> bool:
     )
 
 
+# The most bytes of variables updated by one XLA call of the fused path.
+FUSED_GROUP_BYTES = 32 * 2**20
+
+
+def _dtype_size(dtype) -> int:
+    import numpy as np
+
+    return np.dtype(
+        keras.backend.standardize_dtype(dtype).replace("bfloat16", "float16")
+    ).itemsize
+
+
 class _FusedApplyCache:
-    """Holds the compiled `apply` functions out of sight of Keras' and TF's trackers."""
+    """Holds the compiled update functions out of sight of Keras' and TF's trackers."""
 
     def __init__(self):
         self.functions = {}
-        self.learning_rate = None
 
 
 class Optimizer(keras.optimizers.Optimizer):
@@ -95,8 +105,9 @@ class Optimizer(keras.optimizers.Optimizer):
     Args:
         learning_rate: a float > 0, a `keras.optimizers.schedules.LearningRateSchedule`,
             or a callable taking no argument and returning the learning rate.
-        jit_compile: on the TensorFlow backend, run each `apply()` as a single
-            XLA-compiled function (see `uses_fused_apply`). `False` runs Keras' plain
+        jit_compile: on the TensorFlow backend, run the update of all variables of
+            each `apply()` as XLA-compiled calls, one per 32 MiB of variables (see
+            `uses_fused_apply`). `False` runs Keras' plain
             per-variable path. Both give the same numbers to float rounding. Under a
             `tf.distribute` strategy with more than one replica the plain path is taken
             whatever this says: XLA cannot reach variables that live on other devices
@@ -174,7 +185,7 @@ class Optimizer(keras.optimizers.Optimizer):
 
     @property
     def uses_fused_apply(self) -> bool:
-        """Whether `apply()` called here and now runs as one XLA-compiled function.
+        """Whether `apply()` called here and now fuses the update into XLA calls.
 
         True when `jit_compile=True`, the backend is TensorFlow and no `tf.distribute`
         strategy with more than one replica is in scope (neither now nor when the
@@ -188,73 +199,58 @@ class Optimizer(keras.optimizers.Optimizer):
         strategies.append(getattr(self, "_distribution_strategy", strategies[0]))
         return all(s.num_replicas_in_sync == 1 for s in strategies)
 
-    def apply(self, grads, trainable_variables=None):
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        """Runs `update_step` over all variables as a few XLA-compiled calls.
+
+        Keras' `apply()` around it (filtering, loss-scale, clipping, decoupled weight
+        decay, gradient accumulation, EMA, the iteration counter) is unchanged. The
+        variables are cut into consecutive groups of at most `FUSED_GROUP_BYTES`, one
+        compiled function each, traced once: XLA writes each updated variable and slot
+        to a fresh buffer before it replaces the old one, so one call for everything
+        would raise the peak memory by a copy of the whole model and its slots.
+        """
         if not self.uses_fused_apply or _inside_xla_compilation():
             # Inside a function that XLA compiles already, a nested compiled function
             # would be a separate XLA call (TF never inlines it): slower, not faster.
-            return super().apply(grads, trainable_variables)
-        grads = list(grads)
-        if not grads:
-            return None
-        if trainable_variables is None:
-            if not self.built:
-                # Keras' own message says what to do.
-                return super().apply(grads, trainable_variables)
-            variables = None
-        else:
-            variables = list(trainable_variables)
-            if not self.built:
-                # Variables must exist before the compiled function is traced.
-                with keras.name_scope(self.name, caller=self):
-                    self.build(variables)
-                self.built = True
-        fused = self._fused_apply_function(variables)
-        fused(grads, self._learning_rate_from_callable())
-        return None
-
-    def _fused_apply_function(self, variables):
+            return super()._backend_update_step(
+                grads, trainable_variables, learning_rate
+            )
         import tensorflow as tf
 
-        key = None if variables is None else tuple(self._var_key(v) for v in variables)
+        if isinstance(learning_rate, keras.Variable):
+            learning_rate = learning_rate.value
+        learning_rate = tf.convert_to_tensor(learning_rate)
+        for start, stop in self._fused_groups(trainable_variables):
+            variables = trainable_variables[start:stop]
+            function = self._fused_function(variables)
+            function(grads[start:stop], learning_rate)
+
+    def _fused_groups(self, variables):
+        """(start, stop) of consecutive groups of at most FUSED_GROUP_BYTES each."""
+        groups, start, size = [], 0, 0
+        for i, variable in enumerate(variables):
+            nbytes = math.prod(variable.shape) * _dtype_size(variable.dtype)
+            if i > start and size + nbytes > FUSED_GROUP_BYTES:
+                groups.append((start, i))
+                start, size = i, 0
+            size += nbytes
+        groups.append((start, len(variables)))
+        return groups
+
+    def _fused_function(self, variables):
+        import tensorflow as tf
+
+        key = tuple(self._var_key(v) for v in variables)
         function = self._fused.functions.get(key)
         if function is None:
-            plain_apply = super().apply
 
-            def fused_apply(grads, learning_rate):
-                with self._learning_rate_fixed(learning_rate):
-                    plain_apply(grads, variables)
+            def fused_update(grads, learning_rate):
+                for gradient, variable in zip(grads, variables):
+                    self.update_step(gradient, variable, learning_rate)
 
-            function = tf.function(fused_apply, jit_compile=True, autograph=False)
+            function = tf.function(fused_update, jit_compile=True, autograph=False)
             self._fused.functions[key] = function
         return function
-
-    def _learning_rate_from_callable(self):
-        """A callable learning rate, evaluated now so that XLA does not freeze it.
-
-        A `LearningRateSchedule` depends only on `iterations` and is evaluated inside the
-        compiled function; a learning-rate variable is read there too. A plain callable
-        may read anything, so it is called outside and its value passed in.
-        """
-        lr = self._learning_rate
-        if callable(lr) and not isinstance(
-            lr, (keras.optimizers.schedules.LearningRateSchedule, keras.Variable)
-        ):
-            return ops.convert_to_tensor(lr(), dtype="float32")
-        return None
-
-    @contextlib.contextmanager
-    def _learning_rate_fixed(self, learning_rate):
-        self._fused.learning_rate = learning_rate
-        try:
-            yield
-        finally:
-            self._fused.learning_rate = None
-
-    def _get_current_learning_rate(self):
-        fused = getattr(self, "_fused", None)
-        if fused is not None and fused.learning_rate is not None:
-            return fused.learning_rate
-        return super()._get_current_learning_rate()
 
     # -- decoupled weight decay ---------------------------------------------------------
 

@@ -20,7 +20,7 @@ class GradientDescent(Optimizer):
     Args:
         learning_rate: η; a float > 0, a `LearningRateSchedule` or a callable.
             Defaults to 0.01.
-        jit_compile: run `apply()` as one XLA-compiled function (TensorFlow backend).
+        jit_compile: fuse the update into XLA-compiled calls (TensorFlow backend).
         **kwargs: the keywords of `keras.optimizers.Optimizer`.
 
     Example:

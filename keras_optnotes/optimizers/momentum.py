@@ -26,7 +26,7 @@ class Momentum(Optimizer):
         learning_rate: η; a float > 0, a `LearningRateSchedule` or a callable.
             Defaults to 0.01.
         momentum: β in [0, 1). Defaults to 0.9.
-        jit_compile: run `apply()` as one XLA-compiled function (TensorFlow backend).
+        jit_compile: fuse the update into XLA-compiled calls (TensorFlow backend).
         **kwargs: the keywords of `keras.optimizers.Optimizer`.
 
     Example:

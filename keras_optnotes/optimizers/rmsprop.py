@@ -31,7 +31,7 @@ class RMSprop(Optimizer):
         rho: ρ in [0, 1). Defaults to 0.9.
         epsilon: ε > 0. Defaults to 1e-8.
         epsilon_inside_sqrt: where ε goes, see above. Defaults to True.
-        jit_compile: run `apply()` as one XLA-compiled function (TensorFlow backend).
+        jit_compile: fuse the update into XLA-compiled calls (TensorFlow backend).
         **kwargs: the keywords of `keras.optimizers.Optimizer`.
 
     Example:
