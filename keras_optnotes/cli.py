@@ -8,6 +8,7 @@ never a traceback: argparse's own errors are folded into that line, and commands
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -38,6 +39,37 @@ def _command_modules():
             yield importlib.import_module(f"keras_optnotes.commands.{info.name}")
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Sends file descriptor 2 to /dev/null for the duration.
+
+    TensorFlow's C++ runtime writes several log lines to stderr when it is imported and
+    when it first looks for devices, whatever TF_CPP_MIN_LOG_LEVEL says; a CLI error
+    must stay one line.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _import_backend_quietly() -> None:
+    with _native_stderr_silenced():
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog=PROG,
@@ -46,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     from keras_optnotes import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_OneLineParser
+    )
     sub.required = True
     for module in _command_modules():
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
@@ -57,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _import_backend_quietly()
     try:
         args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
