@@ -97,7 +97,7 @@ def test_bad_input_is_one_line_with_status_2(argv, words, capsys, tmp_path):
     assert status == 2
     assert err.count("\n") == 1
     assert all(word in err for word in words)
-    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no report and no staging folder left
 
 
 def test_run_ablation_refuses_unknown_techniques():
