@@ -60,7 +60,7 @@ def augment(
         dataset: a batched `tf.data.Dataset` of (images, labels).
         flip: "horizontal", "vertical" or "horizontal_and_vertical".
         rotate: rotation factor in (0, 1] (fraction of a full turn).
-        zoom: zoom factor in (0, 1).
+        zoom: zoom factor in (0, 1].
         crop: (height, width) of the random crop, positive integers.
         mixup_alpha: α > 0 of MixUp's Beta(α, α).
         cutmix_alpha: α in (0, 1] of CutMix's Beta(α, α) (Keras bounds it by 1).
