@@ -20,21 +20,26 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from keras_optnotes.cli import PROG, UsageError
+from keras_optnotes.cli import UsageError
 from keras_optnotes.commands.compare import (
     _non_negative_int,
     _op_determinism,
     _positive_int,
 )
 from keras_optnotes.data import DATASETS, DatasetUnavailableError, Split
-from keras_optnotes.report import markdown_table, new_figure, output_folder, write_csv
+from keras_optnotes.report import (
+    markdown_table,
+    new_figure,
+    output_folder,
+    print_report,
+    write_report,
+)
 
 NAME = "regularize"
 HELP = (
@@ -491,17 +496,15 @@ def run(args: argparse.Namespace) -> int:
         )
         rows = [r.table_row() for r in results]
         table = markdown_table(TABLE_COLUMNS, rows)
-        (staging / "regularize.md").write_text(
-            f"# keras-optnotes regularize\n\n{title}.\n\n{table}", encoding="utf-8"
+        summary = f"{title}."
+        written = write_report(
+            staging,
+            NAME,
+            summary=summary,
+            table=table,
+            columns=TABLE_COLUMNS,
+            rows=rows,
+            plot=lambda path: plot_gaps(results, path, title),
         )
-        write_csv(staging / "regularize.csv", TABLE_COLUMNS, rows)
-        written = ["regularize.md", "regularize.csv"]
-        try:
-            plot_gaps(results, staging / "regularize.png", title)
-            written.append("regularize.png")
-        except ImportError as error:
-            print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
-    print(f"\n{title}.\n\n{table}")
-    out = Path(args.out)
-    print("Wrote " + ", ".join(str(out / name) for name in written))
+    print_report(args.out, summary, table, written)
     return 0
