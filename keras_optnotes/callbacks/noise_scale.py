@@ -71,10 +71,12 @@ class GradientNoiseScale(keras.callbacks.Callback):
 
     Each is smoothed by an exponential moving average with decay `ema` and bias
     correction (divided by 1 − ema^n after n measurements), and
-    B_simple = tr(Σ)_ema / |G|²_ema. At the end of every epoch the latest values are
-    written into the logs (and so into `history.history`) as `gradient_noise_scale`,
-    `gradient_noise_trace` (tr Σ) and `gradient_squared_norm` (|G|²); `nan` before
-    the first measurement. Every measurement is also kept in `self.measurements`.
+    B_simple = tr(Σ)_ema / |G|²_ema (negative while |G|² is below the noise of its
+    own estimate, as early in training on random labels). At the end of every epoch
+    the latest values are written into the logs (and so into `history.history`) as
+    `gradient_noise_scale`, `gradient_noise_trace` (tr Σ) and
+    `gradient_squared_norm` (|G|²); `nan` before the first measurement. Every
+    measurement is also kept in `self.measurements`.
 
     A Keras callback never sees the training batch, so the callback draws its own
     batches from `data` (the training set, as arrays or a dataset of batches). The
@@ -167,6 +169,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
                 [tf.reduce_sum(tf.square(tf.cast(t, tf.float64))) for t in tensors]
             )
 
+        # A static Python loop over the chunks: nothing for AutoGraph to convert.
+        @tf.autograph.experimental.do_not_convert
         def statistics(x, y, sample_weight):
             def cut(structure, i):
                 if structure is None:
