@@ -1,8 +1,11 @@
 """`keras-optnotes sharpness`: small-batch against large-batch solutions (Keskar et al.).
 
 The same network (`keras_optnotes.models.build_classifier`) is trained twice from the
-same initial weights, with the same optimizer and epochs, once with a small and once
-with a large batch. For each solution the command measures, on a fixed subset of the
+same initial weights with the same optimizer, once with a small batch for `--epochs`
+epochs and once with a large batch until its training loss is as low as the
+small-batch one (at most `--large-epochs` epochs): as in Keskar et al., the two
+minima are compared at the same training loss, not after the same number of steps.
+For each solution the command measures, on a fixed subset of the
 training set and with `training=False`: the Hessian's top eigenvalue λ_max, its trace
 (Hutchinson, with standard error) and Keskar's ε-sharpness; then it evaluates the
 loss along the line f((1 − α) θ_small + α θ_large) on that subset and on the validation
@@ -53,6 +56,7 @@ ALPHAS = tuple(-1.0 + 0.1 * i for i in range(31))  # −1 … 2, as in Keskar's 
 TABLE_COLUMNS = (
     "solution",
     "batch size",
+    "epochs",
     "train loss",
     "train accuracy",
     "val loss",
@@ -84,12 +88,26 @@ class BatchSizeComparison:
     epsilon: float
 
 
+def _stop_at_loss(target: float):
+    import keras
+
+    class StopAtLoss(keras.callbacks.Callback):
+        """Stops `fit` at the end of the first epoch whose training loss ≤ target."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs and logs.get("loss", float("inf")) <= target:
+                self.model.stop_training = True
+
+    return StopAtLoss()
+
+
 def compare_batch_sizes(
     split: Split,
     *,
     small_batch: int = DEFAULT_SMALL_BATCH,
     large_batch: int = DEFAULT_LARGE_BATCH,
     epochs: int = DEFAULT_EPOCHS,
+    large_epochs: int | None = None,
     learning_rate: float = DEFAULT_LEARNING_RATE,
     epsilon: float = DEFAULT_EPSILON,
     subspace_dim: int | None = None,
@@ -102,8 +120,10 @@ def compare_batch_sizes(
     """Trains the small-batch and large-batch solutions and measures both.
 
     Both start from the weights of `build_classifier(..., seed=seed)` and use
-    `keras_optnotes.optimizers.Adam(learning_rate)` for `epochs` epochs, with the
-    global seed reset to `seed` before each `fit`. `jit_compile=False` turns XLA off
+    `keras_optnotes.optimizers.Adam(learning_rate)`, with the global seed reset to
+    `seed` before each `fit`. The small batch trains for `epochs` epochs; the large
+    batch until its epoch's training loss is at most the small batch's final one,
+    for at most `large_epochs` epochs (default 10 · `epochs`). `jit_compile=False` turns XLA off
     for the train step and the optimizer, and keeps it off the Hessian-vector
     products, which otherwise use it on a GPU or TPU (`HessianOperator`).
 
@@ -118,8 +138,8 @@ def compare_batch_sizes(
     subset = (split.x_train[:measure_samples], split.y_train[:measure_samples])
     keras.utils.set_random_seed(seed)
     base = build_classifier(split.input_shape, split.num_classes, seed=seed)
-    solutions = []
-    for batch_size in (small_batch, large_batch):
+    solutions, epochs_used, target = [], [], None
+    for batch_size, budget in ((small_batch, epochs), (large_batch, large_epochs)):
         model = keras.models.clone_model(base)
         model.set_weights(base.get_weights())
         model.compile(
@@ -131,18 +151,24 @@ def compare_batch_sizes(
             jit_compile=jit_compile,
         )
         keras.utils.set_random_seed(seed)
-        model.fit(
+        history = model.fit(
             split.x_train,
             split.y_train,
             batch_size=batch_size,
-            epochs=epochs,
+            epochs=budget or 10 * epochs,
             verbose=verbose,
+            callbacks=[] if target is None else [_stop_at_loss(target)],
         )
+        target = history.history["loss"][-1]
+        epochs_used.append(len(history.history["loss"]))
         solutions.append(model)
 
     rows = []
-    for label, batch_size, model in zip(
-        ("small batch", "large batch"), (small_batch, large_batch), solutions
+    for label, batch_size, used, model in zip(
+        ("small batch", "large batch"),
+        (small_batch, large_batch),
+        epochs_used,
+        solutions,
     ):
         train = model.evaluate(*subset, verbose=0, return_dict=True)
         val = model.evaluate(split.x_val, split.y_val, verbose=0, return_dict=True)
@@ -160,6 +186,7 @@ def compare_batch_sizes(
             (
                 label,
                 batch_size,
+                used,
                 train["loss"],
                 train["accuracy"],
                 val["loss"],
@@ -233,8 +260,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help=f"epochs for both runs (default: {DEFAULT_EPOCHS}; --quick: "
+        help=f"epochs of the small-batch run (default: {DEFAULT_EPOCHS}; --quick: "
         f"{QUICK_EPOCHS})",
+    )
+    parser.add_argument(
+        "--large-epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="at most this many epochs of the large-batch run, which stops once its "
+        "training loss reaches the small-batch one (default: 10 x --epochs)",
     )
     parser.add_argument(
         "--learning-rate",
@@ -358,6 +393,7 @@ def _run(args: argparse.Namespace) -> int:
             small_batch=args.small_batch,
             large_batch=args.large_batch,
             epochs=epochs,
+            large_epochs=args.large_epochs,
             learning_rate=args.learning_rate,
             epsilon=args.epsilon,
             subspace_dim=args.subspace_dim,
@@ -368,7 +404,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         title = (
             f"{split.name}: {len(split.x_train)} training samples, Adam "
-            f"η={args.learning_rate:g}, {epochs} epochs, seed {args.seed}"
+            f"η={args.learning_rate:g}, seed {args.seed}"
         )
         where = (
             "full space"
