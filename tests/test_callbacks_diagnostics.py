@@ -26,7 +26,6 @@ def negative_output(y_true, y_pred):
     return -y_pred[:, 0]
 
 
-@pytest.mark.slow
 def test_gradient_noise_scale_matches_known_covariance():
     # Per-example gradient −x_i: G = −mean(x), Σ = Cov(x), so B_simple = tr Σ / |μ|².
     rng = np.random.default_rng(0)
