@@ -66,6 +66,7 @@ def test_quick_run_writes_consistent_report(tmp_path, capsys):
         (["--epsilon", "0"], "--epsilon"),
         (["--trace-samples", "1"], "--trace-samples"),
         (["--dataset", "imagenet"], "--dataset"),
+        (["--seed", "-1"], "--seed"),
     ],
 )
 def test_bad_input_is_one_line_with_status_2(arguments, message, capsys, tmp_path):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keras_optnotes.cli import PROG, UsageError
-from keras_optnotes.commands.compare import _positive_int
+from keras_optnotes.commands.compare import _non_negative_int, _positive_int
 from keras_optnotes.data import DATASETS, DatasetUnavailableError, Split
 from keras_optnotes.report import markdown_table, output_folder, write_csv
 
@@ -311,7 +311,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=_non_negative_int,
         default=0,
         metavar="S",
         help="seed of the weights, the split, the batch order and the draws",
