@@ -3,12 +3,11 @@
 from keras import ops
 from keras.saving import register_keras_serializable
 
-from keras_optnotes.optimizers.base import Optimizer
-from keras_optnotes.optimizers.checks import check_decay_rate
+from keras_optnotes.optimizers.momentum import Momentum
 
 
 @register_keras_serializable(package="keras_optnotes")
-class NesterovMomentum(Optimizer):
+class NesterovMomentum(Momentum):
     """Nesterov momentum: the gradient is taken at the look-ahead point.
 
     Symbols: θ the notes' iterate, g its gradient, a the accumulator (slot
@@ -27,7 +26,8 @@ class NesterovMomentum(Optimizer):
 
     With a constant η the model's weights after each step are exactly θ_t − η β a_t of
     the notes' equations; to read θ itself, add η β a. This is the form of
-    `torch.optim.SGD(momentum=β, nesterov=True)`.
+    `torch.optim.SGD(momentum=β, nesterov=True)`. The arguments, the slot and the
+    config are `Momentum`'s; only the update differs.
 
     Args:
         learning_rate: η; a float > 0, a `LearningRateSchedule` or a callable.
@@ -46,16 +46,6 @@ class NesterovMomentum(Optimizer):
         momentum in deep learning", ICML 2013.
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, *, jit_compile=True, **kwargs):
-        super().__init__(learning_rate, jit_compile=jit_compile, **kwargs)
-        self.momentum = check_decay_rate("momentum", momentum)
-
-    def build(self, variables):
-        if self.built:
-            return
-        super().build(variables)
-        self.accumulators = self.add_optimizer_variables(variables, "accumulator")
-
     def update_step(self, gradient, variable, learning_rate):
         lr = self.scalar(learning_rate, variable)
         beta = self.scalar(self.momentum, variable)
@@ -63,8 +53,3 @@ class NesterovMomentum(Optimizer):
         a = self.accumulators[self._get_variable_index(variable)]
         self.assign(a, ops.add(ops.multiply(beta, a), g))
         self.assign_sub(variable, ops.multiply(lr, ops.add(g, ops.multiply(beta, a))))
-
-    def get_config(self):
-        config = super().get_config()
-        config["momentum"] = self.momentum
-        return config
