@@ -27,15 +27,19 @@ def test_quick_run_writes_table_csv_and_chart(quick_report):
     assert status == 0
     with open(out / "regularize.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    assert [row["technique"] for row in rows] == list(regularize.TECHNIQUE_NAMES)
+    assert [row["technique"] for row in rows] == list(regularize.QUICK_TECHNIQUES)
     for row in rows:
         train, val = float(row["train loss"]), float(row["val loss"])
         assert np.isfinite(train) and np.isfinite(val)
-        assert float(row["gap (val - train)"]) == pytest.approx(val - train, abs=1e-12)
-        assert 0.0 <= float(row["val accuracy"]) <= 1.0
+        gap = float(row["loss gap (val - train)"])
+        assert gap == pytest.approx(val - train, abs=1e-12)
+        train_acc, val_acc = float(row["train accuracy"]), float(row["val accuracy"])
+        assert 0.0 <= train_acc <= 1.0 and 0.0 <= val_acc <= 1.0
+        gap = float(row["error gap (train - val acc)"])
+        assert gap == pytest.approx(train_acc - val_acc, abs=1e-12)
         assert 1 <= int(row["epochs run"]) <= regularize.QUICK_EPOCHS
     table = (out / "regularize.md").read_text()
-    assert all(f"| {name} |" in table for name in regularize.TECHNIQUE_NAMES)
+    assert all(f"| {name} |" in table for name in regularize.QUICK_TECHNIQUES)
     assert (out / "regularize.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -53,23 +57,26 @@ def test_scores_are_the_plain_cross_entropy_of_the_trained_model():
         loss = -np.mean(np.log(probabilities[np.arange(len(y)), y]))
         return loss, np.mean(probabilities.argmax(axis=1) == y)
 
-    train_loss, val_loss, val_accuracy = regularize._score(model, split)
+    train_loss, val_loss, train_accuracy, val_accuracy = regularize._score(model, split)
     assert train_loss == pytest.approx(reference(split.x_train, split.y_train)[0])
     assert val_loss == pytest.approx(reference(split.x_val, split.y_val)[0])
+    assert train_accuracy == pytest.approx(reference(split.x_train, split.y_train)[1])
     assert val_accuracy == pytest.approx(reference(split.x_val, split.y_val)[1])
 
 
 @pytest.mark.slow
 def test_regularizers_shrink_the_gap_of_the_default_network():
-    # The default run (README) has none's gap 0.266 against 0.209 with the L2
-    # penalty and 0.221 with early stopping (decoupled weight decay, 0.222, is left
-    # out for time). No other ordering is asserted: on this loss gap the stochastic
-    # regularizers and the label-mixing ones came out larger than none.
+    # Measured with the default design (README): none's loss gap was 0.244 (seed 0)
+    # and 0.288 (seed 1), early stopping's 0.213 and 0.213, dropout's 0.230 and
+    # 0.241. Only orderings that held on both seeds with a margin are asserted; the
+    # error gaps differ by a few validation samples and are not asserted.
     split = data.load("digits", validation_fraction=regularize.VALIDATION_FRACTION)
-    results = regularize.run_ablation(split, ["none", "l2_penalty", "early_stopping"])
-    gaps = {r.technique: r.gap for r in results}
-    for technique in ("l2_penalty", "early_stopping"):
+    results = regularize.run_ablation(split, ["none", "early_stopping", "dropout"])
+    gaps = {r.technique: r.loss_gap for r in results}
+    for technique in ("early_stopping", "dropout"):
         assert gaps["none"] > gaps[technique], gaps
+    for r in results:
+        assert r.train_accuracy == 1.0  # the network does overfit its 128 digits
     stopped = next(r for r in results if r.technique == "early_stopping")
     assert stopped.epochs_run < regularize.DEFAULT_EPOCHS
 
