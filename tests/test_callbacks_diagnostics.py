@@ -14,6 +14,12 @@ from keras_optnotes.callbacks import (
     SharpnessMonitor,
 )
 
+# Hessian-vector products need double back-propagation in TensorFlow.
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the diagnostics need the TensorFlow backend",
+)
+
 
 def linear_model(p, use_bias=True):
     return keras.Sequential(

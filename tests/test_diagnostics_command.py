@@ -2,9 +2,16 @@
 
 import csv
 
+import keras
 import pytest
 
 from keras_optnotes.cli import main
+
+# Hessian-vector products need double back-propagation in TensorFlow.
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the diagnostics need the TensorFlow backend",
+)
 
 
 def read_csv(path):

@@ -15,6 +15,12 @@ from keras_optnotes.diagnostics import (
     power_iteration,
 )
 
+# Hessian-vector products need double back-propagation in TensorFlow.
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the diagnostics need the TensorFlow backend",
+)
+
 MSE64 = keras.losses.MeanSquaredError(dtype="float64")
 
 

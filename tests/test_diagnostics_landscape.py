@@ -15,6 +15,12 @@ from keras_optnotes.diagnostics import (
     random_direction,
 )
 
+# Hessian-vector products need double back-propagation in TensorFlow.
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the diagnostics need the TensorFlow backend",
+)
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MSE64 = keras.losses.MeanSquaredError(dtype="float64")
 
