@@ -17,7 +17,6 @@ Python use, without the command line:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import statistics
 import time
@@ -26,7 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_optnotes.cli import PROG, UsageError
-from keras_optnotes.data import DATASETS, DatasetUnavailableError, Split
+from keras_optnotes.commands._common import (
+    add_dataset_argument,
+    add_output_arguments,
+    add_seed_argument,
+    op_determinism,
+    positive_int,
+)
+from keras_optnotes.data import DatasetUnavailableError, Split
 from keras_optnotes.report import (
     markdown_table,
     new_figure,
@@ -144,36 +150,9 @@ def parse_learning_rates(items: Sequence[str] | None) -> dict[str, float]:
     return overrides
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, received {text!r}"
-        )
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, received {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of `keras-optnotes compare` to `parser`."""
-    parser.add_argument(
-        "--dataset",
-        default="digits",
-        choices=DATASETS,
-        help="dataset (default: digits; mnist and cifar10 need a network once)",
-    )
+    add_dataset_argument(parser)
     parser.add_argument(
         "--optimizers",
         default=None,
@@ -182,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=f"epochs per optimizer (default: {DEFAULT_EPOCHS}; --quick: "
@@ -190,7 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_BATCH_SIZE,
         metavar="B",
         help=f"batch size (default: {DEFAULT_BATCH_SIZE})",
@@ -203,29 +182,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override one rule's learning rate; repeat for several",
     )
     parser.add_argument(
-        "--seed",
-        type=_non_negative_int,
-        default=0,
-        metavar="S",
-        help="seed of the weights, the split and the batch order (default: 0)",
-    )
-    parser.add_argument(
         "--jit",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="XLA-compile each optimizer's update (default: --jit)",
     )
-    parser.add_argument(
-        "--out",
-        default=DEFAULT_OUT,
-        metavar="DIR",
-        help=f"output folder (default: ./{DEFAULT_OUT}/)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a smoke run: {QUICK_MAX_SAMPLES} training samples, "
-        f"{QUICK_EPOCHS} epochs, {' and '.join(QUICK_OPTIMIZERS)} unless given",
+    add_seed_argument(parser, "the weights, the split and the batch order")
+    add_output_arguments(
+        parser,
+        DEFAULT_OUT,
+        f"{QUICK_MAX_SAMPLES} training samples, {QUICK_EPOCHS} epochs, "
+        f"{' and '.join(QUICK_OPTIMIZERS)} unless given",
     )
 
 
@@ -331,32 +298,10 @@ def run_comparison(
     Returns:
         One `Run` per rule, in order.
     """
-    with _op_determinism():
+    with op_determinism():
         return _train_each(
             split, learning_rates, epochs, batch_size, seed, jit_compile, verbose
         )
-
-
-@contextlib.contextmanager
-def _op_determinism():
-    """Turns TensorFlow's op determinism on, and back off afterwards if it was off."""
-    import tensorflow as tf
-
-    try:  # TensorFlow has no public way back, so leave it on if this moves.
-        from tensorflow.python.framework.config import (
-            disable_op_determinism,
-            is_op_determinism_enabled,
-        )
-
-        was_enabled = is_op_determinism_enabled()
-    except ImportError:
-        disable_op_determinism, was_enabled = None, True
-    tf.config.experimental.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if not was_enabled:
-            disable_op_determinism()
 
 
 def _train_each(split, learning_rates, epochs, batch_size, seed, jit_compile, verbose):

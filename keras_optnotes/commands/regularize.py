@@ -64,12 +64,14 @@ from pathlib import Path
 import numpy as np
 
 from keras_optnotes.cli import UsageError
-from keras_optnotes.commands.compare import (
-    _non_negative_int,
-    _op_determinism,
-    _positive_int,
+from keras_optnotes.commands._common import (
+    add_dataset_argument,
+    add_output_arguments,
+    add_seed_argument,
+    op_determinism,
+    positive_int,
 )
-from keras_optnotes.data import DATASETS, DatasetUnavailableError, Split
+from keras_optnotes.data import DatasetUnavailableError, Split
 from keras_optnotes.report import (
     markdown_table,
     new_figure,
@@ -453,7 +455,7 @@ def run_ablation(
             name=split.name,
         )
     results = []
-    with _op_determinism():
+    with op_determinism():
         for index, technique in enumerate(techniques, start=1):
             if verbose:
                 print(f"[{index}/{len(techniques)}] {technique}", flush=True)
@@ -500,12 +502,7 @@ def plot_gaps(results: Sequence[AblationResult], path: Path, title: str) -> None
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of `keras-optnotes regularize` to `parser`."""
-    parser.add_argument(
-        "--dataset",
-        default="digits",
-        choices=DATASETS,
-        help="dataset (default: digits; mnist and cifar10 need a network once)",
-    )
+    add_dataset_argument(parser)
     parser.add_argument(
         "--techniques",
         default=None,
@@ -515,14 +512,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=f"epochs per run (default: {DEFAULT_EPOCHS}; --quick: {QUICK_EPOCHS})",
     )
     parser.add_argument(
         "--train-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=f"training samples used, few enough to overfit (default: "
@@ -530,31 +527,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_BATCH_SIZE,
         metavar="B",
         help=f"batch size (default: {DEFAULT_BATCH_SIZE})",
     )
-    parser.add_argument(
-        "--seed",
-        type=_non_negative_int,
-        default=0,
-        metavar="S",
-        help="seed of the weights, the split, the noise and the batch order "
-        "(default: 0)",
-    )
-    parser.add_argument(
-        "--out",
-        default=DEFAULT_OUT,
-        metavar="DIR",
-        help=f"output folder (default: ./{DEFAULT_OUT}/)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a smoke run: {QUICK_TRAIN_SIZE} training samples, {QUICK_EPOCHS} "
-        f"epochs, techniques {','.join(QUICK_TECHNIQUES)} unless --techniques is "
-        "given",
+    add_seed_argument(parser, "the weights, the split, the noise and the batch order")
+    add_output_arguments(
+        parser,
+        DEFAULT_OUT,
+        f"{QUICK_TRAIN_SIZE} training samples, {QUICK_EPOCHS} epochs, techniques "
+        f"{','.join(QUICK_TECHNIQUES)} unless --techniques is given",
     )
 
 

@@ -23,14 +23,19 @@ Python use:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from keras_optnotes.cli import PROG, UsageError
-from keras_optnotes.commands.compare import _non_negative_int, _positive_int
-from keras_optnotes.data import DATASETS, DatasetUnavailableError, Split
+from keras_optnotes.commands._common import (
+    add_dataset_argument,
+    add_output_arguments,
+    add_seed_argument,
+    positive_float,
+    positive_int,
+)
+from keras_optnotes.data import DatasetUnavailableError, Split
 from keras_optnotes.report import markdown_table, output_folder, write_csv
 
 NAME = "sharpness"
@@ -214,20 +219,8 @@ def compare_batch_sizes(
     )
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"expected a finite number > 0, received {text!r}"
-        )
-    return value
-
-
 def _trace_samples(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected an integer >= 2, received {text!r}")
     return value
@@ -235,29 +228,24 @@ def _trace_samples(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of `keras-optnotes sharpness` to `parser`."""
-    parser.add_argument(
-        "--dataset",
-        default="digits",
-        choices=DATASETS,
-        help="dataset (default: digits; mnist and cifar10 need a network once)",
-    )
+    add_dataset_argument(parser)
     parser.add_argument(
         "--small-batch",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_SMALL_BATCH,
         metavar="B",
         help=f"the small batch size (default: {DEFAULT_SMALL_BATCH})",
     )
     parser.add_argument(
         "--large-batch",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LARGE_BATCH,
         metavar="B",
         help=f"the large batch size (default: {DEFAULT_LARGE_BATCH})",
     )
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=f"epochs of the small-batch run (default: {DEFAULT_EPOCHS}; --quick: "
@@ -265,7 +253,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--large-epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="at most this many epochs of the large-batch run, which stops once its "
@@ -273,21 +261,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--learning-rate",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_LEARNING_RATE,
         metavar="η",
         help=f"Adam's learning rate for both runs (default: {DEFAULT_LEARNING_RATE})",
     )
     parser.add_argument(
         "--epsilon",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_EPSILON,
         metavar="ε",
         help=f"box size of Keskar's sharpness (default: {DEFAULT_EPSILON})",
     )
     parser.add_argument(
         "--subspace-dim",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="P",
         help="measure Keskar's sharpness in a random P-dimensional subspace "
@@ -295,7 +283,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--measure-samples",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="training samples the measurements use (default: "
@@ -310,30 +298,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_TRACE_SAMPLES}; --quick: {QUICK_TRACE_SAMPLES})",
     )
     parser.add_argument(
-        "--seed",
-        type=_non_negative_int,
-        default=0,
-        metavar="S",
-        help="seed of the weights, the split, the batch order and the draws",
-    )
-    parser.add_argument(
         "--jit",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="XLA-compile the train step and the optimizer, and on a GPU or TPU the "
         "Hessian-vector products (default: --jit)",
     )
-    parser.add_argument(
-        "--out",
-        default=DEFAULT_OUT,
-        metavar="DIR",
-        help=f"output folder (default: ./{DEFAULT_OUT}/)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a smoke run: {QUICK_MAX_SAMPLES} training samples, {QUICK_EPOCHS} "
-        "epochs, fewer measurement samples",
+    add_seed_argument(parser, "the weights, the split, the batch order and the draws")
+    add_output_arguments(
+        parser,
+        DEFAULT_OUT,
+        f"{QUICK_MAX_SAMPLES} training samples, {QUICK_EPOCHS} epochs, "
+        "fewer measurement samples",
     )
 
 

@@ -1,0 +1,102 @@
+"""Argument types, shared options and helpers of the `keras-optnotes` sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+
+from keras_optnotes.data import DATASETS
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, received {text!r}"
+        )
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, received {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number > 0, received {text!r}"
+        )
+    return value
+
+
+def add_dataset_argument(parser: argparse.ArgumentParser) -> None:
+    """`--dataset`, one of `keras_optnotes.data.DATASETS`, digits by default."""
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        choices=DATASETS,
+        help="dataset (default: digits; mnist and cifar10 need a network once)",
+    )
+
+
+def add_seed_argument(parser: argparse.ArgumentParser, seeds: str) -> None:
+    """`--seed S` (≥ 0, default 0); `seeds` says what it seeds."""
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        metavar="S",
+        help=f"seed of {seeds} (default: 0)",
+    )
+
+
+def add_output_arguments(
+    parser: argparse.ArgumentParser, default_out: str, quick: str
+) -> None:
+    """`--out DIR` and `--quick` (`quick` describes the smoke run)."""
+    parser.add_argument(
+        "--out",
+        default=default_out,
+        metavar="DIR",
+        help=f"output folder (default: ./{default_out}/)",
+    )
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {quick}")
+
+
+@contextlib.contextmanager
+def op_determinism():
+    """Turns TensorFlow's op determinism on, and back off afterwards if it was off."""
+    import tensorflow as tf
+
+    try:  # TensorFlow has no public way back, so leave it on if this moves.
+        from tensorflow.python.framework.config import (
+            disable_op_determinism,
+            is_op_determinism_enabled,
+        )
+
+        was_enabled = is_op_determinism_enabled()
+    except ImportError:
+        disable_op_determinism, was_enabled = None, True
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            disable_op_determinism()
