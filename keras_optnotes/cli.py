@@ -94,7 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _import_backend_quietly()
     try:
         args = build_parser().parse_args(argv)
-        return int(args._run(args) or 0)
+        try:
+            return int(args._run(args) or 0)
+        except UsageError as error:
+            if error.prog == PROG:  # name the sub-command whose input was bad
+                error.prog = f"{PROG} {args.command}"
+            raise
     except UsageError as error:
         message = " ".join(str(error).split())
         print(f"{error.prog}: error: {message}", file=sys.stderr)

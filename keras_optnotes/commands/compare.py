@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keras_optnotes.cli import PROG, UsageError
+from keras_optnotes.cli import UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,
@@ -383,14 +383,6 @@ def plot_losses(runs: Sequence[Run], path: Path, title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs `keras-optnotes compare` with parsed arguments; returns the exit status."""
-    try:
-        return _run(args)
-    except UsageError as error:
-        error.prog = f"{PROG} {NAME}"
-        raise
-
-
-def _run(args: argparse.Namespace) -> int:
     rules = parse_optimizers(args.optimizers, quick=args.quick)
     overrides = parse_learning_rates(args.learning_rate)
     learning_rates = {

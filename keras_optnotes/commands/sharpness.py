@@ -333,14 +333,6 @@ def plot_interpolation(result: BatchSizeComparison, path: Path, title: str) -> N
 
 def run(args: argparse.Namespace) -> int:
     """Runs `keras-optnotes sharpness` with parsed arguments; returns the exit status."""
-    try:
-        return _run(args)
-    except UsageError as error:
-        error.prog = f"{PROG} {NAME}"
-        raise
-
-
-def _run(args: argparse.Namespace) -> int:
     if args.large_batch <= args.small_batch:
         raise UsageError(
             f"--large-batch {args.large_batch}: must be larger than --small-batch "
