@@ -82,9 +82,8 @@ FUSED_GROUP_BYTES = 32 * 2**20
 def _dtype_size(dtype) -> int:
     import numpy as np
 
-    return np.dtype(
-        keras.backend.standardize_dtype(dtype).replace("bfloat16", "float16")
-    ).itemsize
+    name = keras.backend.standardize_dtype(dtype)
+    return 2 if name == "bfloat16" else np.dtype(name).itemsize  # NumPy has no bfloat16
 
 
 class _FusedApplyCache:
@@ -107,8 +106,8 @@ class Optimizer(keras.optimizers.Optimizer):
             or a callable taking no argument and returning the learning rate.
         jit_compile: on the TensorFlow backend, run the update of all variables of
             each `apply()` as XLA-compiled calls, one per 32 MiB of variables (see
-            `uses_fused_apply`). `False` runs Keras' plain
-            per-variable path. Both give the same numbers to float rounding. Under a
+            `uses_fused_apply`). `False` runs Keras' plain per-variable path. Both
+            give the same numbers to float rounding. Under a
             `tf.distribute` strategy with more than one replica the plain path is taken
             whatever this says: XLA cannot reach variables that live on other devices
             (a known Keras/TensorFlow limit). On the JAX backend Keras compiles the
