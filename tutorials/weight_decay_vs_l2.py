@@ -40,9 +40,9 @@ penalty under Adam shrinks the kernels far more than decoupled decay. From α = 
 it removes the blank pixels' weights (a few hundredths or less left; at α = 1e-4,
 α |θ| is below √ε and they decay more slowly), while AdamW at the same λ leaves almost
 all of them up to λ = 0.1 (half at λ = 1, where (1 − ηλ)ᵗ ≈ e^−0.66 after 660
-steps); at large α the penalty destroys the fit (validation loss near
-ln 10 ≈ 2.30) where decoupled decay still trains. Matching λ = α is therefore no match under Adam: tune
-weight decay and an L2 penalty separately. The figure `weight_decay_vs_l2.png` plots
+steps); at large α the penalty destroys the fit (validation loss near ln 10 ≈ 2.30)
+where decoupled decay still trains. Matching λ = α is therefore no match under Adam:
+tune weight decay and an L2 penalty separately. The figure `weight_decay_vs_l2.png` plots
 both parts.
 
 Run:
