@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_optnotes.checks import check_integer
+
 
 def _glorot(seed: int, offset: int) -> keras.initializers.Initializer:
     # One seeded initializer per layer: weights depend on `seed` only, not on the
@@ -55,16 +57,8 @@ def build_classifier(
             "`input_shape` must be a non-empty sequence of positive sizes; "
             f"received {input_shape!r}."
         )
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int)
-        or num_classes < 2
-    ):
-        raise ValueError(
-            f"`num_classes` must be an integer >= 2; received {num_classes!r}."
-        )
-    if isinstance(width, bool) or not isinstance(width, int) or width < 4:
-        raise ValueError(f"`width` must be an integer >= 4; received {width!r}.")
+    num_classes = check_integer("num_classes", num_classes, 2)
+    width = check_integer("width", width, 4)
 
     inputs = keras.Input(shape=input_shape)
     if len(input_shape) == 3:

@@ -232,9 +232,9 @@ def test_bad_input_raises_value_error_naming_the_argument(regression):
         hessian_trace(
             model, tf.data.Dataset.from_tensor_slices((x, y)).take(0).batch(4)
         )
-    with pytest.raises(ValueError, match="`k`.*received 0"):
+    with pytest.raises(ValueError, match="`k`.*Received: k=0"):
         hessian_top_eigenvalues(model, (x, y), k=0)
-    with pytest.raises(ValueError, match="`samples`.*received 1"):
+    with pytest.raises(ValueError, match="`samples`.*Received: samples=1"):
         hessian_trace(model, (x, y), samples=1)
     uncompiled = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="not compiled"):

@@ -7,17 +7,9 @@ import warnings
 
 import keras
 
-from keras_optnotes.optimizers.checks import check_in_range
+from keras_optnotes.checks import check_in_range, check_integer
 
 _DEFAULT_ALPHA = {"GL": 5.0, "PQ": 0.5}
-
-
-def _check_integer(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
-        )
-    return value
 
 
 def _generalization_loss(validation: float, best_validation: float) -> float:
@@ -115,7 +107,7 @@ class PrecheltEarlyStopping(keras.callbacks.Callback):
                     "`alpha` applies to the GL and PQ criteria only; use "
                     f"`successive_strips` for UP. Received: alpha={alpha!r}"
                 )
-            successive_strips = _check_integer(
+            successive_strips = check_integer(
                 "successive_strips",
                 3 if successive_strips is None else successive_strips,
                 1,
@@ -132,7 +124,7 @@ class PrecheltEarlyStopping(keras.callbacks.Callback):
                 0.0,
                 low_inclusive=False,
             )
-        strip_length = _check_integer("strip_length", strip_length, 1)
+        strip_length = check_integer("strip_length", strip_length, 1)
         self.criterion = key
         self.alpha = alpha
         self.strip_length = strip_length

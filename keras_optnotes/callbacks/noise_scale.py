@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_optnotes.checks import check_integer
 from keras_optnotes.diagnostics._data import batch_size_of
-from keras_optnotes.diagnostics.algorithms import check_integer
 from keras_optnotes.diagnostics.operators import _Compiled, _loss_function, check_model
 
 

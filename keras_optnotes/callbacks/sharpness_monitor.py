@@ -7,12 +7,8 @@ from typing import Any
 
 import keras
 
-from keras_optnotes.diagnostics.algorithms import (
-    check_integer,
-    check_positive,
-    hutchinson,
-    power_iteration,
-)
+from keras_optnotes.checks import check_integer, check_positive
+from keras_optnotes.diagnostics.algorithms import hutchinson, power_iteration
 from keras_optnotes.diagnostics.operators import HessianOperator
 
 

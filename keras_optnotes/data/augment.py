@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_optnotes.optimizers.checks import check_in_range
+from keras_optnotes.checks import check_in_range
 
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_optnotes.checks import check_integer
+
 OFFLINE_DATASETS = ("digits", "spirals", "waveforms")
 DATASETS = (*OFFLINE_DATASETS, "mnist", "cifar10")
 
@@ -77,15 +79,6 @@ def _check_fraction(validation_fraction: float) -> float:
             f"received {validation_fraction!r}."
         )
     return float(validation_fraction)
-
-
-def _check_positive_int(name: str, value: int, minimum: int = 1) -> int:
-    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not is_int or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}; received {value!r}."
-        )
-    return int(value)
 
 
 def _check_noise(noise: float) -> float:
@@ -199,8 +192,8 @@ def spirals(
     >>> split.x_train.shape
     (240, 2)
     """
-    num_samples = _check_positive_int("num_samples", num_samples, minimum=2)
-    num_classes = _check_positive_int("num_classes", num_classes, minimum=2)
+    num_samples = check_integer("num_samples", num_samples, 2)
+    num_classes = check_integer("num_classes", num_classes, 2)
     noise = _check_noise(noise)
     if not (isinstance(turns, (int, float)) and math.isfinite(turns) and turns > 0):
         raise ValueError(f"`turns` must be a finite number > 0; received {turns!r}.")
@@ -274,11 +267,11 @@ def waveforms(
     References:
         Greydanus, "Scaling down Deep Learning" (MNIST-1D), arXiv:2011.14439, 2020.
     """
-    num_samples = _check_positive_int("num_samples", num_samples, minimum=2)
-    num_classes = _check_positive_int("num_classes", num_classes, minimum=2)
+    num_samples = check_integer("num_samples", num_samples, 2)
+    num_classes = check_integer("num_classes", num_classes, 2)
     if num_classes > 10:
         raise ValueError(f"`num_classes` must be in [2, 10]; received {num_classes}.")
-    length = _check_positive_int("length", length, minimum=16)
+    length = check_integer("length", length, 16)
     noise = _check_noise(noise)
     rng = np.random.default_rng(seed)
     labels = np.arange(num_samples) % num_classes
@@ -505,7 +498,7 @@ def load(
     split = loader(validation_fraction=validation_fraction, seed=seed, **options)
     if max_samples is None:
         return split
-    max_samples = _check_positive_int("max_samples", max_samples)
+    max_samples = check_integer("max_samples", max_samples, 1)
     num_val = max(1, max_samples // 4)
     return Split(
         x_train=split.x_train[:max_samples],

@@ -13,30 +13,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_optnotes.checks import check_integer, check_positive
 from keras_optnotes.diagnostics.operators import HessianOperator
 from keras_optnotes.diagnostics.results import HessianEigenvalues, HessianTrace
 
 MatVec = Callable[[np.ndarray], np.ndarray]
-
-
-def check_integer(name: str, value: Any, minimum: int) -> int:
-    """`value` as an int, or `ValueError` naming `name` if it is not an int ≥ minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}; received {value!r}."
-        )
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {value}.")
-    return int(value)
-
-
-def check_positive(name: str, value: Any) -> float:
-    """`value` as a float, or `ValueError` naming `name` unless finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ValueError(f"`{name}` must be a number > 0; received {value!r}.")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a finite number > 0; received {value}.")
-    return float(value)
 
 
 def power_iteration(

@@ -8,8 +8,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_optnotes.checks import check_integer, check_positive
 from keras_optnotes.diagnostics._data import Batches
-from keras_optnotes.diagnostics.algorithms import check_integer, check_positive
 from keras_optnotes.diagnostics.operators import check_model, preserved_weights
 from keras_optnotes.diagnostics.results import LearningRateRange
 

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_optnotes.diagnostics.algorithms import check_integer, check_positive
+from keras_optnotes.checks import check_integer, check_positive
 from keras_optnotes.diagnostics.operators import HessianOperator, preserved_weights
 from keras_optnotes.diagnostics.results import KeskarSharpness
 

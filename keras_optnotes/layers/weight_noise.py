@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_optnotes.optimizers.checks import check_in_range
+from keras_optnotes.checks import check_in_range
 
 
 @keras.saving.register_keras_serializable(package="keras_optnotes")

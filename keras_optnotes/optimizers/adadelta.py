@@ -4,8 +4,8 @@ squared updates."""
 from keras import ops
 from keras.saving import register_keras_serializable
 
+from keras_optnotes.checks import check_decay_rate, check_positive
 from keras_optnotes.optimizers.base import Optimizer
-from keras_optnotes.optimizers.checks import check_decay_rate, check_positive
 
 
 @register_keras_serializable(package="keras_optnotes")
@@ -62,14 +62,9 @@ class Adadelta(Optimizer):
         index = self._get_variable_index(variable)
         E_g = self.accumulators[index]
         E_delta = self.delta_accumulators[index]
-        rho = self.scalar(self.rho, variable)
-        one_minus_rho = self.scalar(1.0 - self.rho, variable)
         epsilon = self.scalar(self.epsilon, variable)
 
-        self.assign(
-            E_g,
-            ops.add(ops.multiply(rho, E_g), ops.multiply(one_minus_rho, ops.square(g))),
-        )
+        self.update_moving_average(E_g, ops.square(g), self.rho)
         delta = ops.negative(
             ops.multiply(
                 ops.divide(
@@ -78,13 +73,7 @@ class Adadelta(Optimizer):
                 g,
             )
         )
-        self.assign(
-            E_delta,
-            ops.add(
-                ops.multiply(rho, E_delta),
-                ops.multiply(one_minus_rho, ops.square(delta)),
-            ),
-        )
+        self.update_moving_average(E_delta, ops.square(delta), self.rho)
         self.assign_add(variable, ops.multiply(lr, delta))
 
     def get_config(self):

@@ -3,8 +3,8 @@
 from keras import ops
 from keras.saving import register_keras_serializable
 
+from keras_optnotes.checks import check_bool, check_in_range, check_positive
 from keras_optnotes.optimizers.base import Optimizer
-from keras_optnotes.optimizers.checks import check_bool, check_in_range, check_positive
 
 
 @register_keras_serializable(package="keras_optnotes")

@@ -3,12 +3,12 @@
 from keras import ops
 from keras.saving import register_keras_serializable
 
-from keras_optnotes.optimizers.base import Optimizer
-from keras_optnotes.optimizers.checks import (
+from keras_optnotes.checks import (
     check_bool,
     check_decay_rate,
     check_positive,
 )
+from keras_optnotes.optimizers.base import Optimizer
 
 
 @register_keras_serializable(package="keras_optnotes")
@@ -98,20 +98,8 @@ class Adam(Optimizer):
         bias_1 = ops.subtract(one, ops.power(beta_1, t))
         bias_2 = ops.subtract(one, ops.power(beta_2, t))
 
-        self.assign(
-            m,
-            ops.add(
-                ops.multiply(beta_1, m),
-                ops.multiply(self.scalar(1.0 - self.beta_1, variable), g),
-            ),
-        )
-        self.assign(
-            v,
-            ops.add(
-                ops.multiply(beta_2, v),
-                ops.multiply(self.scalar(1.0 - self.beta_2, variable), ops.square(g)),
-            ),
-        )
+        self.update_moving_average(m, g, self.beta_1)
+        self.update_moving_average(v, ops.square(g), self.beta_2)
         if self.amsgrad:
             v_hat = self.velocity_hats[index]
             self.assign(v_hat, ops.maximum(v_hat, v))

@@ -23,7 +23,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_optnotes.optimizers.checks import check_base_keywords, check_bool
+from keras_optnotes.checks import check_bool
+from keras_optnotes.optimizers.checks import check_base_keywords
 
 # The keywords of Keras' base optimizer that every rule takes and forwards unchanged.
 BASE_KEYWORDS = (
@@ -134,6 +135,17 @@ class Optimizer(keras.optimizers.Optimizer):
         if ops.is_tensor(value) or isinstance(value, keras.Variable):
             return ops.cast(value, variable.dtype)
         return ops.convert_to_tensor(value, dtype=variable.dtype)
+
+    def update_moving_average(self, average, value, decay):
+        """average ← decay·average + (1 − decay)·value, with both constants in the
+        slot's dtype (1 − decay computed in Python's float64)."""
+        self.assign(
+            average,
+            ops.add(
+                ops.multiply(self.scalar(decay, average), average),
+                ops.multiply(self.scalar(1.0 - decay, average), value),
+            ),
+        )
 
     def divide_by_root(self, numerator, accumulator, epsilon, epsilon_inside_sqrt):
         """numerator / √(accumulator + ε) when `epsilon_inside_sqrt` (the notes' form),

@@ -3,8 +3,8 @@
 from keras import ops
 from keras.saving import register_keras_serializable
 
+from keras_optnotes.checks import check_decay_rate
 from keras_optnotes.optimizers.base import Optimizer
-from keras_optnotes.optimizers.checks import check_decay_rate
 
 
 @register_keras_serializable(package="keras_optnotes")

@@ -3,12 +3,12 @@
 from keras import ops
 from keras.saving import register_keras_serializable
 
-from keras_optnotes.optimizers.base import Optimizer
-from keras_optnotes.optimizers.checks import (
+from keras_optnotes.checks import (
     check_bool,
     check_decay_rate,
     check_positive,
 )
+from keras_optnotes.optimizers.base import Optimizer
 
 
 @register_keras_serializable(package="keras_optnotes")
@@ -70,11 +70,7 @@ class RMSprop(Optimizer):
         lr = self.scalar(learning_rate, variable)
         g = self.dense(gradient, variable)
         G = self.accumulators[self._get_variable_index(variable)]
-        rho = self.scalar(self.rho, variable)
-        one_minus_rho = self.scalar(1.0 - self.rho, variable)
-        self.assign(
-            G, ops.add(ops.multiply(rho, G), ops.multiply(one_minus_rho, ops.square(g)))
-        )
+        self.update_moving_average(G, ops.square(g), self.rho)
         step = self.divide_by_root(
             ops.multiply(lr, g), G, self.epsilon, self.epsilon_inside_sqrt
         )

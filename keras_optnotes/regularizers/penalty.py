@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import keras
 
-from keras_optnotes.optimizers.checks import check_in_range
+from keras_optnotes.checks import check_in_range
 
 _NORMALIZATION_LAYERS = (
     keras.layers.BatchNormalization,
