@@ -119,6 +119,32 @@ def test_max_samples_and_options():
     assert split.num_classes == 2
 
 
+def test_corrupt_labels_changes_exactly_the_share_asked_to_other_classes():
+    labels = np.repeat(np.arange(10), 100)  # 1000 labels, 100 per class
+    original = labels.copy()
+    noisy = data.corrupt_labels(labels, 0.2, 10, seed=3)
+    np.testing.assert_array_equal(labels, original)  # the input is not modified
+    changed = noisy != labels
+    assert changed.sum() == 200  # round(0.2 * 1000), and never the same class
+    assert noisy.dtype == np.int64 and noisy.min() >= 0 and noisy.max() <= 9
+    # The new classes are uniform over the 9 others: each (true, new) pair of the
+    # 90 possible is expected 200 / 90 = 2.2 times; a chi-square test on the
+    # offsets (new - true) mod 10, 9 cells of 22.2 expected, at p = 0.001.
+    offsets = (noisy[changed] - labels[changed]) % 10
+    counts = np.bincount(offsets, minlength=10)
+    assert counts[0] == 0
+    chi2 = ((counts[1:] - 200 / 9) ** 2 / (200 / 9)).sum()
+    assert chi2 < 26.12  # the 0.999 quantile of chi-square with 8 degrees of freedom
+    # Seeded: the same call gives the same labels, another seed other ones.
+    np.testing.assert_array_equal(data.corrupt_labels(labels, 0.2, 10, seed=3), noisy)
+    assert (data.corrupt_labels(labels, 0.2, 10, seed=4) != noisy).any()
+    np.testing.assert_array_equal(data.corrupt_labels(labels, 0.0, 10), labels)
+    assert (data.corrupt_labels(labels, 1.0, 10) != labels).all()
+    assert (
+        data.corrupt_labels(np.array([0, 1, 0, 1]), 0.5, 2, seed=0) != [0, 1, 0, 1]
+    ).sum() == 2
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -131,6 +157,10 @@ def test_max_samples_and_options():
         (lambda: data.waveforms(num_classes=11), r"num_classes.*11"),
         (lambda: data.waveforms(length=8), r"length.*8"),
         (lambda: data.load("spirals", max_samples=0), r"max_samples.*0"),
+        (lambda: data.corrupt_labels([0, 1], -0.1, 2), r"fraction.*\[0.0, 1.0\].*-0.1"),
+        (lambda: data.corrupt_labels([0, 1], 0.5, 1), r"num_classes.*>= 2.*1"),
+        (lambda: data.corrupt_labels([0, 3], 0.5, 3), r"labels.*\[0, 3\).*\[0, 3\]"),
+        (lambda: data.corrupt_labels([0.0, 1.0], 0.5, 2), r"labels.*integer.*float"),
     ],
 )
 def test_bad_arguments(call, match):

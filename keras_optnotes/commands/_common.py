@@ -46,6 +46,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1], received {text!r}"
+        )
+    return value
+
+
 def add_dataset_argument(parser: argparse.ArgumentParser) -> None:
     """`--dataset`, one of `keras_optnotes.data.DATASETS`, digits by default."""
     parser.add_argument(

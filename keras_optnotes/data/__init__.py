@@ -7,6 +7,7 @@ from keras_optnotes.data.datasets import (  # noqa: F401
     DatasetUnavailableError,
     Split,
     cifar10,
+    corrupt_labels,
     digits,
     load,
     mnist,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_optnotes.checks import check_integer
+from keras_optnotes.checks import check_in_range, check_integer
 
 OFFLINE_DATASETS = ("digits", "spirals", "waveforms")
 DATASETS = (*OFFLINE_DATASETS, "mnist", "cifar10")
@@ -63,6 +63,53 @@ class Split:
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one input sample, e.g. `(8, 8, 1)` for digits."""
         return tuple(self.x_train.shape[1:])
+
+
+def corrupt_labels(
+    labels: np.ndarray, fraction: float, num_classes: int, *, seed: int = 0
+) -> np.ndarray:
+    """A copy of `labels` with a given share of them replaced by a wrong class.
+
+    Exactly `round(fraction * len(labels))` samples, drawn without replacement, get a
+    label drawn uniformly from the `num_classes - 1` classes other than their own
+    (symmetric label noise, the corruption of Zhang et al. 2017 and Arpit et al. 2017
+    without the draws that land on the true class). Noisy labels give a network
+    something to overfit that does not generalize: fitting them is memorization.
+
+    Args:
+        labels: integer class ids in `[0, num_classes)`, shape `(n,)`.
+        fraction: share of the samples to corrupt, in [0, 1].
+        num_classes: number of classes, at least 2.
+        seed: seed of which samples are corrupted and of their new classes.
+
+    Returns:
+        A new `int64` array; `labels` is not modified.
+
+    Example:
+
+    >>> corrupt_labels(np.array([0, 1, 2, 3]), 0.5, 4, seed=0) != [0, 1, 2, 3]
+    array([ True, False,  True, False])
+    """
+    fraction = check_in_range("fraction", fraction, 0.0, 1.0)
+    num_classes = check_integer("num_classes", num_classes, 2)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            "Argument `labels` must be a 1-D array of integer class ids. Received: "
+            f"labels with dtype {labels.dtype} and shape {labels.shape}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"Argument `labels` must hold class ids in [0, {num_classes}). Received: "
+            f"labels in [{labels.min()}, {labels.max()}]"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(len(labels))[: int(round(fraction * len(labels)))]
+    corrupted = labels.astype(np.int64)  # a copy
+    # An offset in [1, num_classes) never maps a class onto itself.
+    offsets = rng.integers(1, num_classes, size=len(chosen))
+    corrupted[chosen] = (corrupted[chosen] + offsets) % num_classes
+    return corrupted
 
 
 def _check_fraction(validation_fraction: float) -> float:
