@@ -137,14 +137,16 @@ class Optimizer(keras.optimizers.Optimizer):
         return ops.convert_to_tensor(value, dtype=variable.dtype)
 
     def update_moving_average(self, average, value, decay):
-        """average ← decay·average + (1 − decay)·value, with both constants in the
-        slot's dtype (1 − decay computed in Python's float64)."""
-        self.assign(
+        """average ← decay·average + (1 − decay)·value, with the constant in the slot's
+        dtype (1 − decay computed in Python's float64).
+
+        Written as the in-place average += (1 − decay)·(value − average), as Keras
+        does: assigning a freshly computed tensor instead raised the peak memory of
+        the plain (`jit_compile=False`) path by 23 % (benchmarks/fit_and_memory.py).
+        """
+        self.assign_add(
             average,
-            ops.add(
-                ops.multiply(self.scalar(decay, average), average),
-                ops.multiply(self.scalar(1.0 - decay, average), value),
-            ),
+            ops.multiply(ops.subtract(value, average), self.scalar(1.0 - decay, average)),
         )
 
     def divide_by_root(self, numerator, accumulator, epsilon, epsilon_inside_sqrt):
