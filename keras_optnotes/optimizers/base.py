@@ -146,7 +146,9 @@ class Optimizer(keras.optimizers.Optimizer):
         """
         self.assign_add(
             average,
-            ops.multiply(ops.subtract(value, average), self.scalar(1.0 - decay, average)),
+            ops.multiply(
+                ops.subtract(value, average), self.scalar(1.0 - decay, average)
+            ),
         )
 
     def divide_by_root(self, numerator, accumulator, epsilon, epsilon_inside_sqrt):
