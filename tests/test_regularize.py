@@ -144,3 +144,5 @@ def test_run_ablation_refuses_unknown_techniques():
     split = data.load("spirals", num_samples=40, validation_fraction=0.5)
     with pytest.raises(ValueError, match="shrinkage"):
         regularize.run_ablation(split, ["shrinkage"])
+    with pytest.raises(ValueError, match=r"label_noise.*\[0.0, 1.0\].*1.5"):
+        regularize.run_ablation(split, ["none"], label_noise=1.5)

@@ -18,8 +18,8 @@ The design, and why:
   samples leave little to memorize: every run fits them, the gap is the validation
   digits that are hard, and the techniques moved it by about as much as a change of
   seed did (README; `--label-noise 0` runs that design).
-- Two gaps. The loss gap (validation - training cross-entropy) is the issue's gap;
-  the error gap (training accuracy - validation accuracy) is the textbook
+- Two gaps. The loss gap (validation - training cross-entropy) is the one the chart
+  shows first and the tests assert on; the error gap (training accuracy - validation accuracy) is the textbook
   generalization gap of a classifier. With noisy training labels the error gap can
   be negative: a network that learned the digits rather than the wrong labels is
   more accurate on the clean validation labels than on its noisy training labels.
@@ -69,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_optnotes.checks import check_in_range
 from keras_optnotes.cli import UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
@@ -468,6 +469,7 @@ def run_ablation(
     Returns:
         One `AblationResult` per technique, in the order given.
     """
+    label_noise = check_in_range("label_noise", label_noise, 0.0, 1.0)
     unknown = [t for t in techniques if t not in _BY_NAME]
     if unknown:
         raise ValueError(
