@@ -9,7 +9,7 @@ import math
 from keras_optnotes.data import DATASETS
 
 
-def _number(text: str, convert, valid, accepted: str):
+def checked_number(text: str, convert, valid, accepted: str):
     """`convert(text)` if it parses and `valid` accepts it, else an argparse error
     "expected <accepted>, received <text>"."""
     try:
@@ -23,24 +23,24 @@ def _number(text: str, convert, valid, accepted: str):
 
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1."""
-    return _number(text, int, lambda v: v >= 1, "a positive integer")
+    return checked_number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer ≥ 0."""
-    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+    return checked_number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
-    return _number(
+    return checked_number(
         text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"
     )
 
 
 def fraction(text: str) -> float:
     """argparse type: a number in [0, 1]."""
-    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+    return checked_number(text, float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
 def add_dataset_argument(parser: argparse.ArgumentParser) -> None:

@@ -32,6 +32,7 @@ from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,
     add_seed_argument,
+    checked_number,
     positive_float,
     positive_int,
 )
@@ -220,10 +221,7 @@ def compare_batch_sizes(
 
 
 def _trace_samples(text: str) -> int:
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, received {text!r}")
-    return value
+    return checked_number(text, int, lambda v: v >= 2, "an integer >= 2")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
