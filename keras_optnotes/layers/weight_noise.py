@@ -19,7 +19,9 @@ class WeightNoise(keras.layers.Wrapper):
     and the gradient flows to W through W̃ (∂W̃/∂W = I). At inference the layer runs
     with W itself. The variable W is never written to: the noisy value is substituted
     only for the duration of the call (`keras.StatelessScope`), so the kernel that
-    the optimizer updates, and that `get_weights` and saving see, stays clean.
+    the optimizer updates, and that `get_weights` and saving see, stays clean. The
+    wrapped layer's own state updates (moving statistics) and activity-regularizer
+    losses (of the noisy output) are kept.
 
     Every trainable weight of the wrapped layer whose name ends in "kernel"
     (`kernel`, `recurrent_kernel`, `depthwise_kernel`, ...) is perturbed; biases
@@ -38,9 +40,6 @@ class WeightNoise(keras.layers.Wrapper):
 
     Example:
         >>> noisy = WeightNoise(keras.layers.Dense(32, activation="relu"), stddev=0.05)
-
-    Warning: activity regularizer losses of the wrapped layer are not collected
-    during noisy (training) calls; put such penalties on the weights instead.
 
     References:
         Graves, "Practical Variational Inference for Neural Networks", NeurIPS 2011.
@@ -75,7 +74,11 @@ class WeightNoise(keras.layers.Wrapper):
 
     def call(self, inputs, training=None):
         if not training or self.stddev == 0.0:
-            return self.layer(inputs)
+            return self.layer(inputs, training=training)
+        noisy = {id(v) for v in self._noisy_variables()}
+        # Every variable of the wrapped layer gets a value in the scope, not only the
+        # kernels: inside a stateless train step (JAX) the variables hold no value of
+        # their own, only the enclosing scope does.
         mapping = [
             (
                 variable,
@@ -83,12 +86,21 @@ class WeightNoise(keras.layers.Wrapper):
                 + self.stddev
                 * keras.random.normal(
                     variable.shape, dtype=variable.dtype, seed=self.seed_generator
-                ),
+                )
+                if id(variable) in noisy
+                else variable.value,
             )
-            for variable in self._noisy_variables()
+            for variable in self.layer.variables
         ]
-        with keras.StatelessScope(state_mapping=mapping):
-            return self.layer(inputs, training=training)
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+            outputs = self.layer(inputs, training=training)
+        # What the wrapped layer updated (moving statistics, counters) and the losses
+        # it added (activity regularizers) go on to the enclosing call.
+        for variable in self.layer.non_trainable_variables:
+            variable.assign(scope.get_current_value(variable))
+        for loss in scope.losses:
+            self.add_loss(loss)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
