@@ -3,6 +3,10 @@
 Errors in the user's input end the program with one line on stderr and exit status 2,
 never a traceback: argparse's own errors are folded into that line, and commands raise
 `UsageError` for the checks argparse cannot make (an unwritable output folder, say).
+
+The command line is parsed and checked before Keras or TensorFlow is imported, so
+`--help` and usage errors are immediate; a Ctrl-C at any point ends the program with
+one line and exit status 130.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.abc
+import importlib.util
 import os
 import pkgutil
 import sys
@@ -60,14 +66,57 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def _import_backend_quietly() -> None:
-    with _native_stderr_silenced():
-        import keras
+class _QuietLoader(importlib.abc.Loader):
+    """Runs another loader's `exec_module` with file descriptor 2 silenced."""
 
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+    def __init__(self, loader: importlib.abc.Loader, after=None):
+        self._loader = loader
+        self._after = after
 
-            tf.config.list_physical_devices()
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with _native_stderr_silenced():
+            self._loader.exec_module(module)
+            if self._after is not None:
+                self._after(module)
+
+    def __getattr__(self, name):  # get_data, get_resource_reader, ... of the original
+        return getattr(self._loader, name)
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Makes the first `import tensorflow`, wherever it happens, a quiet one.
+
+    The command line is parsed and checked before anything imports Keras, so `--help`
+    and usage errors take a fraction of a second; TensorFlow is imported only when a
+    command first needs it (through Keras, usually), and then with its native log
+    lines silenced, device look-up included.
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # one-shot; find the real spec without us
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(
+                spec.loader, after=lambda tf: tf.config.list_physical_devices()
+            )
+        return spec
+
+
+@contextlib.contextmanager
+def _tensorflow_imported_quietly():
+    """For the duration, the first `import tensorflow` is a quiet one."""
+    finder = _QuietTensorFlowFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,11 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _import_backend_quietly()
     try:
         args = build_parser().parse_args(argv)
         try:
-            return int(args._run(args) or 0)
+            with _tensorflow_imported_quietly():
+                return int(args._run(args) or 0)
         except UsageError as error:
             if error.prog == PROG:  # name the sub-command whose input was bad
                 error.prog = f"{PROG} {args.command}"

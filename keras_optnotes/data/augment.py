@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from keras_optnotes.checks import check_in_range
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
@@ -80,6 +82,10 @@ def augment(
         Yun et al., "CutMix", ICCV 2019.
         DeVries & Taylor, "Improved Regularization of CNNs with Cutout", 2017.
     """
+    # Imported here: the command line reads `keras_optnotes.data` before any backend.
+    import keras
+    import tensorflow as tf
+
     if not isinstance(dataset, tf.data.Dataset) or not (
         isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 2
     ):
