@@ -189,3 +189,107 @@ def test_optimizer_state_monitor_rejects_a_foreign_optimizer():
     x = np.zeros((4, 2), "float32")
     with pytest.raises(ValueError, match="keras_optnotes.optimizers"):
         model.fit(x, x[:, :1], verbose=0, callbacks=[OptimizerStateMonitor()])
+
+
+# --- regression tests (issue 12) -----------------------------------------------------
+
+
+def test_sharpness_monitor_waits_for_fit_to_build_the_model():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    model = keras.Sequential([keras.layers.Dense(2), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    monitor = SharpnessMonitor((x, y), max_iterations=5)
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor])
+    assert all(math.isfinite(v) for v in history.history["hessian_top_eigenvalue"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"seed": -1}, "seed"),
+        ({"training": "no"}, "training"),
+        ({"jit_compile": "yes"}, "jit_compile"),
+        ({"every_n_epochs": 0}, "every_n_epochs"),
+    ],
+)
+def test_sharpness_monitor_checks_its_arguments_at_construction(kwargs, name):
+    data = (np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32"))
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        SharpnessMonitor(data, **kwargs)
+
+
+def test_sharpness_monitor_checks_its_data_at_construction():
+    with pytest.raises(ValueError, match="`data`"):
+        SharpnessMonitor("not data")
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": "a"}, "seed"),
+        ({"training": "no"}, "training"),
+        ({"every_n_steps": 0}, "every_n_steps"),
+    ],
+)
+def test_gradient_noise_scale_checks_its_arguments_at_construction(kwargs, name):
+    data = (np.zeros((64, 2), "float32"), np.zeros((64, 1), "float32"))
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        GradientNoiseScale(data, small_batch_size=4, **kwargs)
+
+
+LOG_KEYS = (
+    "gradient_noise_scale",
+    "gradient_noise_trace",
+    "gradient_squared_norm",
+    "hessian_top_eigenvalue",
+    "hessian_trace",
+    "effective_learning_rate_p5",
+    "effective_learning_rate_median",
+    "effective_learning_rate_p95",
+)
+
+
+class RecordLogs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.keys = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.keys.append(set(logs))
+
+
+def test_log_producers_reach_callbacks_listed_before_them(tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = rng.normal(size=(64, 1)).astype("float32")
+    model = linear_model(3)
+    model.compile(optimizer=optimizers.Adam(0.01), loss="mse")
+    recorder = RecordLogs()
+    csv_path = tmp_path / "log.csv"
+    callbacks = [
+        keras.callbacks.CSVLogger(str(csv_path)),
+        recorder,
+        keras.callbacks.ModelCheckpoint(
+            str(tmp_path / "best.weights.h5"),
+            monitor="hessian_top_eigenvalue",
+            save_weights_only=True,
+            save_best_only=True,
+            mode="min",
+        ),
+        GradientNoiseScale((x, y), small_batch_size=4, every_n_steps=2),
+        SharpnessMonitor((x, y), trace_samples=2, max_iterations=5),
+        OptimizerStateMonitor(),
+    ]
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=callbacks)
+    header = csv_path.read_text().splitlines()[0].split(",")
+    assert set(LOG_KEYS) <= set(header)
+    assert all(set(LOG_KEYS) <= keys for keys in recorder.keys)
+    assert set(LOG_KEYS) <= set(history.history)
+    assert (tmp_path / "best.weights.h5").exists()
+    # The user's list is left as given.
+    assert isinstance(callbacks[0], keras.callbacks.CSVLogger)

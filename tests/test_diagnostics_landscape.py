@@ -230,3 +230,28 @@ def test_lr_range_test_finds_the_divergence_of_gradient_descent(tmp_path):
         lr_range_test(model, (x, y), start=1.0, end=0.5)
     with pytest.raises(ValueError, match="`steps`"):
         lr_range_test(model, (x, y), steps=1)
+
+
+def test_non_finite_data_is_not_reported_as_converged(quadratic):
+    model, x, y, *_ = quadratic
+    bad = x.copy()
+    bad[7, 2] = np.nan
+    result = keskar_sharpness(model, (bad, y), epsilon=1e-3)
+    assert not result.converged
+    # NaN only in one of four batches: f is NaN, never a finite sharpness.
+    result = keskar_sharpness(model, (bad, y), epsilon=1e-3, batch_size=32)
+    assert not result.converged
+
+
+def test_lr_range_test_with_non_finite_loss_reports_divergence():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 3))
+    y = x @ np.array([[1.0], [-2.0], [0.5]])
+    model = linear_model(3, dtype="float32")
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    for row in (0, 40):  # the first step's batch, then a later one
+        bad = x.copy()
+        bad[row, 0] = np.nan
+        result = lr_range_test(model, (bad, y), steps=10, batch_size=16)
+        assert result.diverged
+        assert result.steps == row // 16 + 1

@@ -7,11 +7,17 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_optnotes.checks import check_integer
-from keras_optnotes.diagnostics._data import batch_size_of
-from keras_optnotes.diagnostics.operators import _Compiled, _loss_function, check_model
+from keras_optnotes.callbacks._logs import LogProducer
+from keras_optnotes.checks import check_bool, check_integer
+from keras_optnotes.diagnostics._data import (
+    batch_size_of,
+    check_data,
+    is_dataset,
+    split_element,
+    to_tensor,
+)
+from keras_optnotes.diagnostics.operators import check_model, traced_functions
 
 
 class _BigBatches:
@@ -22,8 +28,9 @@ class _BigBatches:
     """
 
     def __init__(self, data: Any, size: int, seed: int):
+        check_data(data)
         self._size = size
-        if isinstance(data, tf.data.Dataset):
+        if is_dataset(data):
             self._arrays = None
             rebatched = data.unbatch().batch(size, drop_remainder=True)
             if next(iter(rebatched), None) is None:
@@ -32,8 +39,10 @@ class _BigBatches:
                     "must hold at least one big batch."
                 )
             self._iterator = iter(rebatched.repeat())
-        elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
-            self._arrays = tuple(tf.nest.map_structure(np.asarray, tuple(data)))
+        else:
+            self._arrays = split_element(
+                tuple(keras.tree.map_structure(np.asarray, tuple(data)))
+            )
             total = batch_size_of(self._arrays[0])
             if total < size:
                 raise ValueError(
@@ -42,22 +51,48 @@ class _BigBatches:
                 )
             self._total = total
             self._rng = np.random.default_rng(seed)
-        else:
-            raise ValueError(
-                "`data` must be a tf.data.Dataset of batches or a tuple of arrays "
-                f"(x, y) or (x, y, sample_weight); received {type(data).__name__}."
-            )
 
     def next(self):
+        """`(x, y, sample_weight)` of the next big batch (`None` for missing parts)."""
         if self._arrays is None:
-            element = next(self._iterator)
-            return tuple(element) + (None,) * (3 - len(element))
+            return split_element(next(self._iterator))
         index = np.sort(self._rng.choice(self._total, self._size, replace=False))
-        batch = tf.nest.map_structure(lambda a: tf.constant(a[index]), self._arrays)
-        return tuple(batch) + (None,) * (3 - len(batch))
+        return tuple(
+            None if part is None else keras.tree.map_structure(lambda a: a[index], part)
+            for part in self._arrays
+        )
 
 
-class GradientNoiseScale(keras.callbacks.Callback):
+def noise_scale_estimates(
+    small_gradients: Any, small_batch_size: int, big_batch_size: int
+) -> tuple[float, float]:
+    """McCandlish et al.'s unbiased |G|² and tr(Σ) from one big batch.
+
+    With the B_big/B_small gradients g_j of the small batches that make up the big
+    batch, |G_small|² = mean_j |g_j|² and |G_big|² = |mean_j g_j|² (the big-batch
+    gradient's squared norm):
+
+        |G|²  ≈ (B_big |G_big|² − B_small |G_small|²) / (B_big − B_small)
+        tr(Σ) ≈ (|G_small|² − |G_big|²) / (1/B_small − 1/B_big).
+
+    Args:
+      small_gradients: shape (B_big/B_small, n), one flat gradient per small batch.
+      small_batch_size: B_small.
+      big_batch_size: B_big.
+
+    Returns:
+      `(squared_norm, trace)`, the estimates of |G|² and tr(Σ).
+    """
+    gradients = np.asarray(small_gradients, np.float64)
+    small_sq = float(np.mean(np.sum(gradients**2, axis=1)))
+    big_sq = float(np.sum(np.mean(gradients, axis=0) ** 2))
+    b_small, b_big = small_batch_size, big_batch_size
+    squared_norm = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
+    trace = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
+    return squared_norm, trace
+
+
+class GradientNoiseScale(LogProducer):
     """Log the simple gradient noise scale B_simple = tr(Σ)/|G|² during training.
 
     G is the true gradient of the loss and Σ the covariance of per-example gradients.
@@ -81,8 +116,14 @@ class GradientNoiseScale(keras.callbacks.Callback):
     A Keras callback never sees the training batch, so the callback draws its own
     batches from `data` (the training set, as arrays or a dataset of batches). The
     gradients are of the compiled loss (`model.compute_loss`, plus `model.losses`)
-    with `training=False` by default (dropout off), XLA-compiled on a GPU or TPU
-    where the model allows (see `HessianOperator`).
+    with `training=False` by default (dropout off), on any backend (traced once on
+    TensorFlow and JAX and shared with the other diagnostics on the same model).
+    The estimator itself is `noise_scale_estimates`.
+
+    The callback runs before the other callbacks of `fit` whatever its place in
+    the list (see `keras_optnotes.callbacks._logs.LogProducer`), so `TensorBoard`,
+    `CSVLogger` or `ModelCheckpoint` see its values. Every argument is checked at
+    construction.
 
     Args:
       data: the training data: a tuple of arrays `(x, y[, sample_weight])`, sampled
@@ -92,8 +133,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
         8 · B_small.
       every_n_steps: measure every this many training steps (the first step too).
       ema: decay of the moving averages, in [0, 1).
-      seed: seed of the sampling.
-      training: forward pass flag for the gradients.
+      seed: seed of the sampling (an integer ≥ 0).
+      training: forward pass flag for the gradients (True or False).
 
     Example:
       >>> noise = GradientNoiseScale((x_train, y_train), small_batch_size=16)
@@ -135,11 +176,11 @@ class GradientNoiseScale(keras.callbacks.Callback):
         ):
             raise ValueError(f"`ema` must be a number in [0, 1); received {ema!r}.")
         self.ema = float(ema)
-        self.seed = seed
-        self.training = bool(training)
-        self._batches = _BigBatches(data, self.big_batch_size, seed)
+        self.seed = check_integer("seed", seed, 0)
+        self.training = check_bool("training", training)
+        self._batches = _BigBatches(data, self.big_batch_size, self.seed)
         self.measurements: list[dict[str, float]] = []
-        self._statistics = None
+        self._functions = None
         self.reset()
 
     def reset(self) -> None:
@@ -155,55 +196,32 @@ class GradientNoiseScale(keras.callbacks.Callback):
 
     # --- the measurement -----------------------------------------------------------
 
-    def _build(self):
-        model = self.model
-        check_model(model)
-        loss = _loss_function(model, None)
-        variables = list(model.trainable_variables)
-        chunks = self.big_batch_size // self.small_batch_size
+    def _cut(self, structure, i):
+        if structure is None:
+            return None
         small = self.small_batch_size
-        training = self.training
-
-        def squared_norm(tensors):
-            return tf.add_n(
-                [tf.reduce_sum(tf.square(tf.cast(t, tf.float64))) for t in tensors]
+        return to_tensor(
+            keras.tree.map_structure(
+                lambda t: t[i * small : (i + 1) * small], structure
             )
-
-        # A static Python loop over the chunks: nothing for AutoGraph to convert.
-        @tf.autograph.experimental.do_not_convert
-        def statistics(x, y, sample_weight):
-            def cut(structure, i):
-                if structure is None:
-                    return None
-                return tf.nest.map_structure(
-                    lambda t: t[i * small : (i + 1) * small], structure
-                )
-
-            small_sum = tf.constant(0.0, tf.float64)
-            total = [tf.zeros(v.shape, tf.float64) for v in variables]
-            for i in range(chunks):
-                xs, ys, ws = cut(x, i), cut(y, i), cut(sample_weight, i)
-                with tf.GradientTape() as tape:
-                    value = loss(xs, ys, ws, model(xs, training=training), training)
-                gradients = tape.gradient(
-                    value, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-                )
-                small_sum += squared_norm(gradients)
-                total = [a + tf.cast(g, tf.float64) for a, g in zip(total, gradients)]
-            big = [t / chunks for t in total]
-            return small_sum / chunks, squared_norm(big)
-
-        return _Compiled(statistics, None)
+        )
 
     def measure(self) -> dict[str, float]:
         """Draw one big batch, update the moving averages and return the estimates."""
-        if self._statistics is None:
-            self._statistics = self._build()
+        if self._functions is None:
+            check_model(self.model)
+            self._functions, _ = traced_functions(self.model, None, self.training, None)
         x, y, sample_weight = self._batches.next()
-        small_sq, big_sq = (float(t) for t in self._statistics(x, y, sample_weight))
-        b_small, b_big = self.small_batch_size, self.big_batch_size
-        g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
-        trace = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
+        chunks = self.big_batch_size // self.small_batch_size
+        gradients = [
+            self._functions.loss_and_gradient(
+                self._cut(x, i), self._cut(y, i), self._cut(sample_weight, i)
+            )[1]
+            for i in range(chunks)
+        ]
+        g2, trace = noise_scale_estimates(
+            gradients, self.small_batch_size, self.big_batch_size
+        )
         self._count += 1
         self._g2 = self.ema * self._g2 + (1.0 - self.ema) * g2
         self._trace = self.ema * self._trace + (1.0 - self.ema) * trace

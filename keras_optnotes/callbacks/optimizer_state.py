@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_optnotes import optimizers as rules
+from keras_optnotes.callbacks._logs import LogProducer
 
 PERCENTILES = {"p5": 5.0, "median": 50.0, "p95": 95.0}
 
@@ -87,7 +88,7 @@ def effective_learning_rates(optimizer: keras.optimizers.Optimizer) -> np.ndarra
     )
 
 
-class OptimizerStateMonitor(keras.callbacks.Callback):
+class OptimizerStateMonitor(LogProducer):
     """Log the 5th percentile, median and 95th percentile of the effective step size.
 
     At the end of every epoch, `effective_learning_rates(model.optimizer)` (one value

@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
-
-from keras_optnotes.checks import check_integer, check_positive
+from keras_optnotes.callbacks._logs import LogProducer
+from keras_optnotes.checks import check_bool, check_integer, check_positive
+from keras_optnotes.diagnostics._backend import check_jit_compile
+from keras_optnotes.diagnostics._data import Batches
 from keras_optnotes.diagnostics.algorithms import hutchinson, power_iteration
 from keras_optnotes.diagnostics.operators import HessianOperator
 
 
-class SharpnessMonitor(keras.callbacks.Callback):
+class SharpnessMonitor(LogProducer):
     """Log the top Hessian eigenvalue λ_max (and optionally tr H) during training.
 
     At the end of every `every_n_epochs`-th epoch (the first one included), λ_max of
@@ -22,8 +23,17 @@ class SharpnessMonitor(keras.callbacks.Callback):
     written into the logs (hence `history.history`) as `hessian_top_eigenvalue`.
     With `trace_samples ≥ 2`, Hutchinson's estimate of tr H is logged as
     `hessian_trace`. Epochs without a measurement log `nan`, so every history list
-    has one entry per epoch. The Hessian-vector product is traced once for the
-    whole run. Every result is also kept in `self.results` as `(epoch, result)`.
+    has one entry per epoch. The Hessian-vector product (forward-over-reverse on
+    TensorFlow and JAX, double back-propagation on PyTorch; see `HessianOperator`)
+    is traced once for the whole run. Every result is also kept in `self.results`
+    as `(epoch, result)`.
+
+    Every argument, `data` included, is checked at construction; the operator is
+    built at the first measurement, so a model that `fit` builds (no `Input`) is
+    fine. The callback runs before the other callbacks of `fit` whatever its place
+    in the list (see `keras_optnotes.callbacks._logs.LogProducer`), so
+    `TensorBoard`, `CSVLogger` or `ModelCheckpoint(monitor="hessian_top_eigenvalue")`
+    see its values.
 
     Args:
       data: a `tf.data.Dataset` of batches or a tuple of arrays (a fixed subset of the
@@ -32,11 +42,12 @@ class SharpnessMonitor(keras.callbacks.Callback):
       trace_samples: Rademacher vectors for the trace; 0 turns the trace off.
       max_iterations: power iterations per measurement.
       tolerance: relative change of λ that stops the power iteration.
-      seed: seed of the start vector and of the trace's vectors.
+      seed: seed of the start vector and of the trace's vectors (an integer ≥ 0).
       training: forward pass flag (default `False`).
-      batch_size: batch size for array data.
-      jit_compile: XLA for the Hessian-vector product (`None`: on a GPU or TPU where
-        the model allows; see `HessianOperator`).
+      batch_size: batch size for array data (an integer ≥ 1).
+      jit_compile: XLA for the Hessian-vector product (`None`: TensorFlow on a GPU
+        or TPU where the model allows, JAX always; `True` is refused on PyTorch;
+        see `HessianOperator`).
 
     Example:
       >>> monitor = SharpnessMonitor((x_val[:512], y_val[:512]), trace_samples=20)
@@ -70,29 +81,38 @@ class SharpnessMonitor(keras.callbacks.Callback):
             )
         self.max_iterations = check_integer("max_iterations", max_iterations, 1)
         self.tolerance = check_positive("tolerance", tolerance)
-        self.seed = seed
-        self.training = bool(training)
-        self.batch_size = batch_size
-        self.jit_compile = jit_compile
+        self.seed = check_integer("seed", seed, 0)
+        self.training = check_bool("training", training)
+        self.batch_size = check_integer("batch_size", batch_size, 1)
+        self.jit_compile = check_jit_compile(jit_compile)
+        Batches(data, self.batch_size)  # checks `data` now, not when fit starts
         self.results: list[tuple[int, Any]] = []
         self._operator = None
         self._vector = None
 
     def on_train_begin(self, logs=None):
-        self._operator = HessianOperator(
-            self.model,
-            self.data,
-            training=self.training,
-            batch_size=self.batch_size,
-            jit_compile=self.jit_compile,
+        self._operator = (
+            None  # fit may build the model later: see the first measurement
         )
+        self._vector = None
+
+    def _operator_for_this_run(self) -> HessianOperator:
+        if self._operator is None:
+            self._operator = HessianOperator(
+                self.model,
+                self.data,
+                training=self.training,
+                batch_size=self.batch_size,
+                jit_compile=self.jit_compile,
+            )
+        return self._operator
 
     def on_epoch_end(self, epoch, logs=None):
         values = {"hessian_top_eigenvalue": math.nan}
         if self.trace_samples:
             values["hessian_trace"] = math.nan
         if epoch % self.every_n_epochs == 0:
-            operator = self._operator
+            operator = self._operator_for_this_run()
             eigen = power_iteration(
                 operator.matvec,
                 operator.size,

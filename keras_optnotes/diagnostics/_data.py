@@ -1,25 +1,34 @@
-"""Turn what the user passes as `data` into batches of tensors.
+"""Turn what the user passes as `data` into batches of tensors of the Keras backend.
 
 Accepted: a `tf.data.Dataset` of batches `(x, y)` or `(x, y, sample_weight)` (as
 `model.fit` takes it), or a tuple `(x, y)` / `(x, y, sample_weight)` of arrays, cut here
 into batches of `batch_size`. Array batches are converted once and kept, so an algorithm
-that sweeps the data a hundred times does not copy it a hundred times.
+that sweeps the data a hundred times does not copy it a hundred times. On the JAX and
+PyTorch backends the batches of a dataset are converted through NumPy.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-import tensorflow as tf
-from tensorflow import nest
+import keras
+
+from keras_optnotes.checks import check_integer
 
 Batch = tuple[Any, Any, Any]
 
 
+def is_dataset(data: Any) -> bool:
+    """Whether `data` is a `tf.data.Dataset` (TensorFlow is not imported to find out:
+    a dataset cannot exist unless it was)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(data, tf.data.Dataset)
+
+
 def _first_leaf(structure: Any) -> Any:
-    return nest.flatten(structure)[0]
+    return keras.tree.flatten(structure)[0]
 
 
 def batch_size_of(x: Any) -> int:
@@ -27,7 +36,8 @@ def batch_size_of(x: Any) -> int:
     return int(_first_leaf(x).shape[0])
 
 
-def _split_element(element: Any) -> Batch:
+def split_element(element: Any) -> Batch:
+    """`(x, y, sample_weight)` of one element, `None` for the parts it lacks."""
     if isinstance(element, (tuple, list)):
         if len(element) == 1:
             return element[0], None, None
@@ -42,10 +52,30 @@ def _split_element(element: Any) -> Batch:
     return element, None, None
 
 
-def _to_tensor(structure: Any) -> Any:
+def _leaf_to_tensor(value: Any) -> Any:
+    if keras.backend.backend() != "tensorflow" and hasattr(value, "numpy"):
+        if type(value).__module__.startswith("tensorflow"):
+            value = value.numpy()  # a tf.Tensor from a dataset
+    return keras.ops.convert_to_tensor(value)
+
+
+def to_tensor(structure: Any) -> Any:
+    """A (nested) batch as tensors of the current backend; `None` stays `None`."""
     if structure is None:
         return None
-    return nest.map_structure(tf.convert_to_tensor, structure)
+    return keras.tree.map_structure(_leaf_to_tensor, structure)
+
+
+def check_data(data: Any) -> None:
+    """Raise `ValueError` unless `data` is a dataset or a tuple of 1 to 3 parts."""
+    if is_dataset(data):
+        return
+    if isinstance(data, (tuple, list)) and 1 <= len(data) <= 3:
+        return
+    raise ValueError(
+        "`data` must be a tf.data.Dataset of batches or a tuple of arrays "
+        f"(x, y) or (x, y, sample_weight); received {type(data).__name__}."
+    )
 
 
 class Batches:
@@ -57,40 +87,27 @@ class Batches:
     """
 
     def __init__(self, data: Any, batch_size: int = 256):
-        if isinstance(batch_size, bool) or not isinstance(
-            batch_size, (int, np.integer)
-        ):
-            raise ValueError(
-                f"`batch_size` must be a positive integer; received {batch_size!r}."
-            )
-        if batch_size < 1:
-            raise ValueError(
-                f"`batch_size` must be a positive integer; received {batch_size}."
-            )
+        batch_size = check_integer("batch_size", batch_size, 1)
+        check_data(data)
         self._dataset = None
         self._cached: list[tuple[Any, Any, Any, int]] | None = None
-        if isinstance(data, tf.data.Dataset):
+        if is_dataset(data):
             self._dataset = data
-        elif isinstance(data, (tuple, list)):
-            x, y, sample_weight = _split_element(tuple(data))
-            total = batch_size_of(x) if nest.flatten(x) else 0
+        else:
+            x, y, sample_weight = split_element(tuple(data))
+            total = batch_size_of(x) if keras.tree.flatten(x) else 0
             self._cached = []
-            for start in range(0, total, int(batch_size)):
-                stop = min(start + int(batch_size), total)
+            for start in range(0, total, batch_size):
+                stop = min(start + batch_size, total)
 
                 def cut(structure, start=start, stop=stop):
                     if structure is None:
                         return None
-                    return _to_tensor(
-                        nest.map_structure(lambda a: a[start:stop], structure)
+                    return to_tensor(
+                        keras.tree.map_structure(lambda a: a[start:stop], structure)
                     )
 
                 self._cached.append((cut(x), cut(y), cut(sample_weight), stop - start))
-        else:
-            raise ValueError(
-                "`data` must be a tf.data.Dataset of batches or a tuple of arrays "
-                f"(x, y) or (x, y, sample_weight); received {type(data).__name__}."
-            )
         first = next(iter(self), None)
         if first is None:
             raise ValueError("`data` yields no batches; it must hold at least one.")
@@ -100,8 +117,11 @@ class Batches:
         if self._cached is not None:
             yield from self._cached
             return
+        on_tensorflow = keras.backend.backend() == "tensorflow"
         for element in self._dataset:
-            x, y, sample_weight = _split_element(element)
+            x, y, sample_weight = split_element(element)
             size = batch_size_of(x)
             if size:
+                if not on_tensorflow:
+                    x, y, sample_weight = (to_tensor(p) for p in (x, y, sample_weight))
                 yield x, y, sample_weight, size

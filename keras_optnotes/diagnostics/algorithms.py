@@ -51,7 +51,8 @@ def power_iteration(
 
     Note:
       Power iteration finds the eigenvalues of largest *magnitude*; at a saddle the
-      first may be negative.
+      first may be negative. A product H v with a non-finite entry (NaN or inf in the
+      data or the weights) stops the iteration with `converged=False`.
     """
     k = check_integer("k", k, 1)
     if k > size:
@@ -79,6 +80,8 @@ def power_iteration(
         hv = project(matvec(v))
         while used < max_iterations:
             used += 1
+            if not np.all(np.isfinite(hv)):  # a non-finite loss or gradient
+                break
             new_eigenvalue = float(v @ hv)
             norm = np.linalg.norm(hv)
             if eigenvalue is not None and abs(new_eigenvalue - eigenvalue) <= (
@@ -127,7 +130,9 @@ def hutchinson(
       seed: seed of the Rademacher draws.
       tolerance: when given, stop early once at least 10 samples give
         standard_error ≤ tolerance · |trace|; `converged` says whether that held.
-        When `None`, all samples are used and `converged` is `True`.
+        When `None`, all samples are used and `converged` is `True`. A non-finite
+        zᵀ H z (NaN or inf in the data or the weights) stops the estimate with
+        `converged=False`.
 
     Returns:
       `HessianTrace(trace, standard_error, samples, converged)`.
@@ -145,6 +150,9 @@ def hutchinson(
     for _ in range(samples):
         z = rng.integers(0, 2, size=size).astype(np.float64) * 2.0 - 1.0
         draws.append(float(z @ matvec(z)))
+        if not np.isfinite(draws[-1]):  # a non-finite loss or gradient
+            converged = False
+            break
         if tolerance is not None and len(draws) >= 10:
             mean = np.mean(draws)
             error = np.std(draws, ddof=1) / np.sqrt(len(draws))
@@ -152,9 +160,10 @@ def hutchinson(
                 converged = True
                 break
     values = np.array(draws)
+    error = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
     return HessianTrace(
         trace=float(values.mean()),
-        standard_error=float(values.std(ddof=1) / np.sqrt(len(values))),
+        standard_error=float(error),
         samples=len(values),
         converged=bool(converged),
     )

@@ -71,7 +71,7 @@ def random_direction(
     rng = np.random.default_rng(seed)
     direction = []
     for variable in model.trainable_variables:
-        weights = np.asarray(variable.numpy(), np.float64)
+        weights = np.asarray(keras.ops.convert_to_numpy(variable), np.float64)
         d = rng.standard_normal(weights.shape)
         if weights.ndim <= 1:
             d = np.zeros_like(weights) if ignore == "biasbn" else weights.copy()

@@ -17,6 +17,8 @@ from keras_optnotes.diagnostics.results import LearningRateRange
 def _suggest(learning_rates: np.ndarray, smoothed: np.ndarray) -> float:
     """The learning rate of steepest descent of the smoothed loss in log η, taken
     before the smoothed minimum (past it the curve is already turning up)."""
+    if not np.any(np.isfinite(smoothed)):
+        return float("nan")
     stop = int(np.nanargmin(smoothed)) + 1
     if stop < 3:
         return float(learning_rates[max(stop - 1, 0)])
@@ -44,10 +46,12 @@ def lr_range_test(
     loss of each step's batch is smoothed by a bias-corrected exponential moving
     average, s_i = a_i / (1 − (1−smoothing)^{i+1}) with
     a_i = (1 − smoothing) a_{i−1} + smoothing · loss_i. The run stops early when
-    s_i > divergence · min_{j≤i} s_j or the loss is not finite.
+    s_i > divergence · min_{j≤i} s_j, the loss is not finite, or a weight is not
+    (a non-finite gradient); each of these sets `diverged=True`.
 
     The suggested learning rate is where the smoothed loss falls fastest against
-    log η before its minimum (the "steepest" rule of fastai). Afterwards every
+    log η before its minimum (the "steepest" rule of fastai); `nan` when no smoothed
+    loss is finite. Afterwards every
     weight of the model and every variable of the optimizer (its iteration count,
     learning rate and slots) is restored exactly.
 
@@ -106,7 +110,9 @@ def lr_range_test(
     batches = Batches(data, batch_size)
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
-    saved_optimizer = [np.array(v.numpy(), copy=True) for v in optimizer.variables]
+    saved_optimizer = [
+        np.array(keras.ops.convert_to_numpy(v), copy=True) for v in optimizer.variables
+    ]
     rates = start * (end / start) ** (np.arange(steps) / (steps - 1))
     losses, smoothed = [], []
     average, best, diverged = 0.0, np.inf, False
@@ -124,7 +130,11 @@ def lr_range_test(
                 current = average / (1.0 - beta ** (index + 1))
                 smoothed.append(current)
                 best = min(best, current)
-                if not np.isfinite(current) or current > divergence * best:
+                finite = np.isfinite(current) and all(
+                    np.all(np.isfinite(keras.ops.convert_to_numpy(v)))
+                    for v in model.trainable_variables
+                )
+                if not finite or current > divergence * best:
                     diverged = True
                     break
         finally:

@@ -26,20 +26,20 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_optnotes.diagnostics._data import Batches
-
-_XLA_ERRORS = (
-    tf.errors.InvalidArgumentError,
-    tf.errors.UnimplementedError,
-    tf.errors.InternalError,
-    tf.errors.UnknownError,
+from keras_optnotes.checks import check_bool
+from keras_optnotes.diagnostics._backend import (
+    batch_functions,
+    check_backend,
+    check_jit_compile,
 )
+from keras_optnotes.diagnostics._data import Batches
 
 
 def check_model(model: Any) -> None:
-    """Raise `ValueError` unless `model` is a built Keras model with trainable weights."""
+    """Raise `ValueError` unless `model` is a built Keras model with trainable weights
+    (and the backend can differentiate)."""
+    check_backend()
     if not isinstance(model, keras.Model):
         raise ValueError(
             f"`model` must be a keras.Model; received {type(model).__name__}."
@@ -53,7 +53,7 @@ def check_model(model: Any) -> None:
         raise ValueError(f"`model` ({model.name!r}) has no trainable variables.")
 
 
-def _loss_function(model: keras.Model, loss: Any) -> Callable:
+def loss_function(model: keras.Model, loss: Any) -> Callable:
     """`f(x, y, sample_weight, y_pred, training) -> scalar` for the chosen loss."""
     if loss is None:
         if getattr(model, "compiled", False) and model.loss is not None:
@@ -76,10 +76,12 @@ def _loss_function(model: keras.Model, loss: Any) -> Callable:
         else:
             per_example = loss_object(y, y_pred)
             if sample_weight is not None:
-                per_example = per_example * tf.cast(sample_weight, per_example.dtype)
-            total = tf.reduce_mean(per_example)
+                per_example = per_example * keras.ops.cast(
+                    sample_weight, per_example.dtype
+                )
+            total = keras.ops.mean(per_example)
         for extra in model.losses:
-            total = total + tf.cast(extra, total.dtype)
+            total = total + keras.ops.cast(extra, total.dtype)
         return total
 
     return value
@@ -95,122 +97,16 @@ def preserved_weights(model: keras.Model) -> Iterator[None]:
         model.set_weights(saved)
 
 
-def _accelerator_present() -> bool:
-    return bool(
-        tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU")
-    )
-
-
-class _Compiled:
-    """A `tf.function`, XLA-compiled when asked or when it pays.
-
-    `jit_compile=None` (auto) uses XLA when a GPU or TPU is present and the plain
-    `tf.function` on CPU only: on CPU, TensorFlow's own (oneDNN) kernels beat XLA's
-    for convolutions — `benchmarks/diagnostics.py` measured a 94k-weight CNN's
-    gradient at 1.7 s with XLA against 0.54 s without, its Hessian-vector product at
-    2.6 s against 1.4 s. `True` insists on XLA anywhere; `False` never uses it. When
-    XLA is tried and rejects the graph (an op without an XLA kernel), the plain
-    `tf.function` is used from then on (unless XLA was insisted on).
-    """
-
-    def __init__(self, function: Callable, jit_compile: bool | None):
-        self.traces = 0
-
-        def counted(*args):
-            self.traces += 1  # runs once per trace, never per call
-            return function(*args)
-
-        use_xla = _accelerator_present() if jit_compile is None else jit_compile
-        self._plain = tf.function(counted, reduce_retracing=False)
-        self._xla = tf.function(counted, jit_compile=True) if use_xla else None
-        self._insist = jit_compile is True
-        self.uses_xla = self._xla is not None
-
-    def __call__(self, *args):
-        if self._xla is not None:
-            try:
-                return self._xla(*args)
-            except _XLA_ERRORS:
-                if self._insist:
-                    raise
-                self._xla = None
-                self.uses_xla = False
-        return self._plain(*args)
-
-
-class _TracedFunctions:
-    """The three compiled functions of one (model, loss, training, variables) choice.
-
-    They hold no data, so they can be cached on the model and shared by every
-    operator built on it: a new measurement on the same model reuses the traces.
-    """
-
-    def __init__(self, model, loss_function, training, jit_compile):
-        self.model = model
-        self.training = training
-        self._loss = loss_function
-        self.variables = list(model.trainable_variables)
-        self.shapes = [tuple(v.shape) for v in self.variables]
-        self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.dtype = tf.as_dtype(self.variables[0].dtype)
-        # XLA can pay for itself on the Hessian-vector product, called hundreds of
-        # times; the loss and its gradient are called a few dozen times per
-        # measurement, so by default they skip the seconds of XLA compilation.
-        plain = False if jit_compile is None else jit_compile
-        self.loss_fn = _Compiled(self._batch_loss, plain)
-        self.gradient_fn = _Compiled(self._batch_loss_and_gradient, plain)
-        self.hvp_fn = _Compiled(self._batch_hvp, jit_compile)
-
-    # --- traced bodies -----------------------------------------------------------------
-
-    def _batch_loss(self, x, y, sample_weight):
-        y_pred = self.model(x, training=self.training)
-        return tf.cast(
-            self._loss(x, y, sample_weight, y_pred, self.training), self.dtype
-        )
-
-    def _split(self, vector):
-        pieces = tf.split(vector, self.sizes)
-        return [
-            tf.cast(tf.reshape(p, s), v.dtype)
-            for p, s, v in zip(pieces, self.shapes, self.variables)
-        ]
-
-    def _join(self, tensors):
-        return tf.concat([tf.cast(tf.reshape(t, [-1]), self.dtype) for t in tensors], 0)
-
-    def _batch_loss_and_gradient(self, x, y, sample_weight):
-        with tf.GradientTape() as tape:
-            loss = self._batch_loss(x, y, sample_weight)
-        gradients = tape.gradient(
-            loss, self.variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
-        return loss, self._join(gradients)
-
-    def _batch_hvp(self, x, y, sample_weight, vector):
-        pieces = self._split(vector)
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                loss = self._batch_loss(x, y, sample_weight)
-            gradients = inner.gradient(
-                loss, self.variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
-            inner_product = tf.add_n(
-                [tf.reduce_sum(g * p) for g, p in zip(gradients, pieces)]
-            )
-        products = outer.gradient(
-            inner_product,
-            self.variables,
-            unconnected_gradients=tf.UnconnectedGradients.ZERO,
-        )
-        return self._join(products)
-
-
 _CACHE_ATTRIBUTE = "_keras_optnotes_traced_functions"
 
 
-def _traced_functions(model, loss, training, jit_compile):
-    """The cached `_TracedFunctions` for this choice, and whether it is new."""
+def traced_functions(model, loss, training, jit_compile):
+    """The cached batch functions (`_backend.batch_functions`) for this choice, and
+    whether they are new.
+
+    They hold no data, so they are cached on the model and shared by every operator
+    and callback built on it: a new measurement on the same model reuses the traces.
+    """
     cache = vars(model).get(_CACHE_ATTRIBUTE)
     if cache is None:
         cache = {}
@@ -228,8 +124,8 @@ def _traced_functions(model, loss, training, jit_compile):
     )
     if key in cache:
         return cache[key][1], False
-    functions = _TracedFunctions(
-        model, _loss_function(model, loss), bool(training), jit_compile
+    functions = batch_functions(
+        model, loss_function(model, loss), bool(training), jit_compile
     )
     cache[key] = ((loss_token, variables), functions)
     return functions, True
@@ -240,14 +136,17 @@ class HessianOperator:
 
     The trainable variables of the model are seen as one flat vector θ of `size`
     entries (in the order of `model.trainable_variables`, each flattened in C order).
-    `matvec(v)` returns H v with H = ∇²f(θ), computed by double back-propagation
-    (the gradient of ⟨∇f(θ), v⟩), never forming H.
+    `matvec(v)` returns H v with H = ∇²f(θ), never forming H, on every backend
+    (`hvp_method` says how): forward-over-reverse on TensorFlow
+    (`tf.autodiff.ForwardAccumulator` over the gradient's `GradientTape`) and JAX
+    (`jax.jvp` of `jax.grad` of the stateless loss), double back-propagation on
+    PyTorch (`torch.autograd.grad` with `create_graph=True`).
 
-    The three functions (loss, loss and gradient, Hessian-vector product) are traced
-    once per batch shape and reused: the vector is a tensor argument, so a thousand
-    products cost one trace, and they are cached on the model, so later operators
-    on the same model (same loss, `training` flag and trainable variables) reuse the
-    traces.
+    On TensorFlow and JAX the three functions (loss, loss and gradient,
+    Hessian-vector product) are traced once per batch shape and reused: the vector
+    is a tensor argument, so a thousand products cost one trace; they are cached on
+    the model, so later operators on the same model (same loss, `training` flag and
+    trainable variables) reuse the traces. PyTorch runs eagerly.
 
     Args:
       model: a built Keras model.
@@ -258,11 +157,13 @@ class HessianOperator:
       training: the `training` flag of the forward pass (default `False`: dropout off,
         batch normalization on its moving statistics).
       batch_size: batch size for array data (ignored for a dataset).
-      jit_compile: `None` (default) XLA-compiles the Hessian-vector product on a GPU
-        or TPU where the model allows (falling back to a plain `tf.function`), and
-        uses plain `tf.function`s on CPU, where XLA's convolutions are slower, and
-        for the loss and gradient; `True` requires XLA for all three, on any
-        device; `False` uses it for none.
+      jit_compile: TensorFlow: `None` (default) XLA-compiles the Hessian-vector
+        product on a GPU or TPU where the model allows (falling back to a plain
+        `tf.function`), and uses plain `tf.function`s on CPU, where XLA's
+        convolutions are slower, and for the loss and gradient; `True` requires XLA
+        for all three, on any device; `False` uses it for none. JAX: `None` or
+        `True` jit (XLA) all three, `False` none. PyTorch: `None` or `False`
+        (`True` is refused: torch has no XLA).
 
     Example:
       >>> operator = HessianOperator(model, (x, y))
@@ -280,58 +181,59 @@ class HessianOperator:
         jit_compile: bool | None = None,
     ):
         check_model(model)
+        jit_compile = check_jit_compile(jit_compile)
         self.model = model
-        self.training = bool(training)
+        self.training = check_bool("training", training)
         self.batches = Batches(data, batch_size)
-        functions, new = _traced_functions(model, loss, self.training, jit_compile)
+        functions, new = traced_functions(model, loss, self.training, jit_compile)
         if new:
-            # One eager call builds whatever the compiled loss builds lazily (its
-            # trackers), outside any trace.
             x, y, sample_weight, _ = self.batches.first
-            functions._batch_loss(x, y, sample_weight)
+            functions.eager_loss(x, y, sample_weight)
+        self.functions = functions
         self.variables = functions.variables
         self.shapes = functions.shapes
         self.sizes = functions.sizes
         self.size = int(sum(self.sizes))
         self.dtype = functions.dtype
-        self._loss_fn = functions.loss_fn
-        self._gradient_fn = functions.gradient_fn
-        self._hvp_fn = functions.hvp_fn
 
     # --- public API ----------------------------------------------------------------
 
     @property
     def traces(self) -> int:
-        """How many times the three functions were traced, in total."""
-        return self._loss_fn.traces + self._gradient_fn.traces + self._hvp_fn.traces
+        """How many times the three functions were traced, in total (0 on PyTorch)."""
+        return self.functions.traces
 
     @property
     def uses_xla(self) -> bool:
         """Whether the Hessian-vector product runs XLA-compiled."""
-        return self._hvp_fn.uses_xla
+        return self.functions.uses_xla
+
+    @property
+    def hvp_method(self) -> str:
+        """How the Hessian-vector product is computed on this backend."""
+        return self.functions.hvp_method
 
     def _average(self, function, *extra):
+        """The batch-size-weighted average of `function` (float64 NumPy values)."""
         total, count = None, 0
         for x, y, sample_weight, size in self.batches:
             value = function(x, y, sample_weight, *extra)
-            weighted = tf.nest.map_structure(
-                lambda t, size=size: tf.cast(t, tf.float64) * size, value
-            )
+            weighted = keras.tree.map_structure(lambda t, size=size: t * size, value)
             total = (
                 weighted
                 if total is None
-                else tf.nest.map_structure(tf.add, total, weighted)
+                else keras.tree.map_structure(np.add, total, weighted)
             )
             count += size
-        return tf.nest.map_structure(lambda t: (t / count).numpy(), total)
+        return keras.tree.map_structure(lambda t: t / count, total)
 
     def loss(self) -> float:
         """f(θ) at the model's current weights, averaged over all batches."""
-        return float(self._average(self._loss_fn))
+        return float(self._average(self.functions.loss))
 
     def loss_and_gradient(self) -> tuple[float, np.ndarray]:
         """f(θ) and ∇f(θ) (a flat float64 array) at the current weights."""
-        loss, gradient = self._average(self._gradient_fn)
+        loss, gradient = self._average(self.functions.loss_and_gradient)
         return float(loss), gradient
 
     def matvec(self, vector: Any) -> np.ndarray:
@@ -342,7 +244,7 @@ class HessianOperator:
                 f"`vector` must have shape ({self.size},) for this model; received "
                 f"shape {vector.shape}."
             )
-        return self._average(self._hvp_fn, tf.constant(vector, dtype=self.dtype))
+        return self._average(self.functions.hvp, self.functions.vector(vector))
 
     def flatten(self, arrays: Sequence[Any]) -> np.ndarray:
         """Concatenate per-variable arrays (model order) into one flat float64 vector."""
@@ -364,7 +266,9 @@ class HessianOperator:
 
     def get_weights(self) -> list[np.ndarray]:
         """Exact copies of the trainable variables' values."""
-        return [np.array(v.numpy(), copy=True) for v in self.variables]
+        return [
+            np.array(keras.ops.convert_to_numpy(v), copy=True) for v in self.variables
+        ]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Assign per-variable values (cast to each variable's dtype)."""
@@ -389,9 +293,11 @@ def hessian_vector_product(
     """The product of the loss Hessian with a vector, H v, without forming H.
 
     H = ∇²f(θ) is the Hessian of the training loss f (see the module docstring) at the
-    model's current weights θ; H v = ∇_θ ⟨∇_θ f(θ), v⟩ by double back-propagation,
-    XLA-compiled on a GPU or TPU where the model allows (see `HessianOperator`). Over several batches, H v is the
-    batch-size-weighted average of the per-batch products.
+    model's current weights θ; H v = ∂/∂t ∇_θ f(θ + t v) at t = 0, by
+    forward-over-reverse differentiation on TensorFlow and JAX and by double
+    back-propagation, ∇_θ ⟨∇_θ f(θ), v⟩, on PyTorch (see `HessianOperator`). Over
+    several batches, H v is the batch-size-weighted average of the per-batch
+    products.
 
     Args:
       model: a built Keras model (compiled with a loss, or pass `loss=`).

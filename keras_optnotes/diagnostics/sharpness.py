@@ -54,7 +54,9 @@ def keskar_sharpness(
     L-BFGS-B on −f(x + A y) with the box as bounds, for at most `max_iterations`
     iterations, from a start drawn uniformly in the box (at a minimum ∇f = 0, so
     y = 0 would not move). The result is a lower bound on the true maximum. Needs
-    the `diagnostics` extra (SciPy). The model's weights are restored exactly.
+    the `diagnostics` extra (SciPy). The model's weights are restored exactly. A
+    non-finite loss or gradient anywhere (NaN or inf in the data or the weights)
+    gives `converged=False`.
 
     Args:
       model: a built Keras model, compiled with a loss (or pass `loss=`).
@@ -98,12 +100,14 @@ def keskar_sharpness(
         half_width = epsilon * (np.abs(center) + 1.0)
         best = [base_loss]
         evaluations = [0]
+        finite = [bool(np.isfinite(base_loss))]
 
         def negative_loss(y: np.ndarray) -> tuple[float, np.ndarray]:
             step = y if basis is None else basis @ y
             operator.set_flat_weights(x + step)
             value, gradient = operator.loss_and_gradient()
             evaluations[0] += 1
+            finite[0] &= bool(np.isfinite(value) and np.all(np.isfinite(gradient)))
             if np.isfinite(value):
                 best[0] = max(best[0], value)
             if basis is not None:
@@ -131,5 +135,5 @@ def keskar_sharpness(
         subspace_dim=subspace_dim,
         iterations=int(outcome.nit),
         function_evaluations=evaluations[0],
-        converged=bool(outcome.success),
+        converged=bool(outcome.success) and finite[0],
     )

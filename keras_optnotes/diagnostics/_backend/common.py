@@ -1,0 +1,47 @@
+"""What the per-backend batch functions share: the layout of the flat weight vector."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+class BatchFunctionsBase:
+    """The loss, gradient and Hessian-vector product of one batch, for one backend.
+
+    Subclasses (one per backend) provide `vector(np_vector) -> tensor` and, for a batch
+    `(x, y, sample_weight)` of backend tensors, `loss(...) -> float64`,
+    `loss_and_gradient(...) -> (float64, flat float64 array)` and
+    `hvp(..., vector) -> flat float64 array`, plus `traces`, `uses_xla` and
+    `hvp_method` (a description of how H v is computed).
+
+    The flat vector holds `model.trainable_variables` in order, each flattened in C
+    order; its dtype is the first variable's.
+    """
+
+    hvp_method = ""
+
+    def __init__(self, model: keras.Model, loss_function, training: bool):
+        self.model = model
+        self.loss_function = loss_function
+        self.training = bool(training)
+        self.variables = list(model.trainable_variables)
+        self.shapes = [tuple(v.shape) for v in self.variables]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.dtype = keras.backend.standardize_dtype(self.variables[0].dtype)
+
+    @property
+    def traces(self) -> int:
+        """How many times the functions were traced (0 where nothing is traced)."""
+        return 0
+
+    @property
+    def uses_xla(self) -> bool:
+        """Whether the Hessian-vector product runs XLA-compiled."""
+        return False
+
+    def eager_loss(self, x, y, sample_weight):
+        """One plain call of model and loss, outside any trace: it builds whatever
+        the compiled loss builds lazily (its trackers)."""
+        y_pred = self.model(x, training=self.training)
+        return self.loss_function(x, y, sample_weight, y_pred, self.training)

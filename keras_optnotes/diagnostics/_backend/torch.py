@@ -1,0 +1,84 @@
+"""The loss, gradient and Hessian-vector product of one batch on the PyTorch backend.
+
+Keras' torch variables hold `torch.nn.Parameter`s; the model runs eagerly on them and
+H v is double back-propagation: the gradient with `create_graph=True`, then the
+vector-Jacobian product of the gradient with v (H is symmetric, so vᵀH = (Hv)ᵀ).
+Nothing is compiled (`jit_compile=True` is refused before: torch has no XLA).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from keras_optnotes.diagnostics._backend.common import BatchFunctionsBase
+
+DOUBLE_BACKWARD = "double back-propagation (torch.autograd.grad, create_graph=True)"
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.float64)
+
+
+class BatchFunctions(BatchFunctionsBase):
+    """See `keras_optnotes.diagnostics._backend.batch_functions`."""
+
+    hvp_method = DOUBLE_BACKWARD
+
+    def __init__(self, model, loss_function, training, jit_compile):
+        super().__init__(model, loss_function, training)
+
+    def _parameters(self):
+        return [v.value for v in self.variables]
+
+    def _batch_loss(self, x, y, sample_weight):
+        y_pred = self.model(x, training=self.training)
+        value = self.loss_function(x, y, sample_weight, y_pred, self.training)
+        return torch.as_tensor(value).to(getattr(torch, self.dtype))
+
+    def _gradients(self, outputs, parameters, **kwargs):
+        gradients = torch.autograd.grad(
+            outputs, parameters, allow_unused=True, **kwargs
+        )
+        return [
+            torch.zeros_like(p) if g is None else g
+            for g, p in zip(gradients, parameters)
+        ]
+
+    def _join(self, tensors):
+        dtype = getattr(torch, self.dtype)
+        return torch.cat([t.reshape(-1).to(dtype) for t in tensors])
+
+    def vector(self, vector: np.ndarray):
+        parameter = self.variables[0].value
+        return torch.as_tensor(vector, dtype=parameter.dtype, device=parameter.device)
+
+    def loss(self, x, y, sample_weight):
+        with torch.no_grad():
+            return np.float64(_to_numpy(self._batch_loss(x, y, sample_weight)))
+
+    def loss_and_gradient(self, x, y, sample_weight):
+        parameters = self._parameters()
+        with torch.enable_grad():
+            loss = self._batch_loss(x, y, sample_weight)
+            gradients = self._gradients(loss, parameters)
+        return np.float64(_to_numpy(loss)), _to_numpy(self._join(gradients))
+
+    def hvp(self, x, y, sample_weight, vector):
+        parameters = self._parameters()
+        pieces = torch.split(vector, self.sizes)
+        tangents = [
+            p.reshape(s).to(q.dtype) for p, s, q in zip(pieces, self.shapes, parameters)
+        ]
+        with torch.enable_grad():
+            loss = self._batch_loss(x, y, sample_weight)
+            gradients = self._gradients(loss, parameters, create_graph=True)
+            connected = [(g, t) for g, t in zip(gradients, tangents) if g.requires_grad]
+            if connected:
+                outputs, cotangents = zip(*connected)
+                products = self._gradients(
+                    list(outputs), parameters, grad_outputs=list(cotangents)
+                )
+            else:  # the loss is linear in every weight: H = 0
+                products = [torch.zeros_like(p) for p in parameters]
+        return _to_numpy(self._join(products))
