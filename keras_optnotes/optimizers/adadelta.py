@@ -41,12 +41,14 @@ class Adadelta(Optimizer):
         Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.
     """
 
+    HYPERPARAMETERS = {"rho": check_decay_rate, "epsilon": check_positive}
+
     def __init__(
         self, learning_rate=1.0, rho=0.95, epsilon=1e-6, *, jit_compile=True, **kwargs
     ):
         super().__init__(learning_rate, jit_compile=jit_compile, **kwargs)
-        self.rho = check_decay_rate("rho", rho)
-        self.epsilon = check_positive("epsilon", epsilon)
+        self.rho = rho
+        self.epsilon = epsilon
 
     def build(self, variables):
         if self.built:
@@ -75,8 +77,3 @@ class Adadelta(Optimizer):
         )
         self.update_moving_average(E_delta, ops.square(delta), self.rho)
         self.assign_add(variable, ops.multiply(lr, delta))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(rho=self.rho, epsilon=self.epsilon)
-        return config

@@ -3,8 +3,9 @@
 from keras import ops
 from keras.saving import register_keras_serializable
 
-from keras_optnotes.checks import check_bool, check_in_range, check_positive
+from keras_optnotes.checks import check_bool, check_positive
 from keras_optnotes.optimizers.base import Optimizer
+from keras_optnotes.optimizers.checks import check_non_negative
 
 
 @register_keras_serializable(package="keras_optnotes")
@@ -42,6 +43,12 @@ class Adagrad(Optimizer):
         Stochastic Optimization", JMLR 12, 2011.
     """
 
+    HYPERPARAMETERS = {
+        "epsilon": check_positive,
+        "initial_accumulator_value": check_non_negative,
+        "epsilon_inside_sqrt": check_bool,
+    }
+
     def __init__(
         self,
         learning_rate=0.01,
@@ -53,13 +60,9 @@ class Adagrad(Optimizer):
         **kwargs,
     ):
         super().__init__(learning_rate, jit_compile=jit_compile, **kwargs)
-        self.epsilon = check_positive("epsilon", epsilon)
-        self.initial_accumulator_value = check_in_range(
-            "initial_accumulator_value", initial_accumulator_value, 0.0, None
-        )
-        self.epsilon_inside_sqrt = check_bool(
-            "epsilon_inside_sqrt", epsilon_inside_sqrt
-        )
+        self.epsilon = epsilon
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon_inside_sqrt = epsilon_inside_sqrt
 
     def build(self, variables):
         if self.built:
@@ -84,12 +87,3 @@ class Adagrad(Optimizer):
             ops.multiply(lr, g), G, self.epsilon, self.epsilon_inside_sqrt
         )
         self.assign_sub(variable, step)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            epsilon=self.epsilon,
-            initial_accumulator_value=self.initial_accumulator_value,
-            epsilon_inside_sqrt=self.epsilon_inside_sqrt,
-        )
-        return config

@@ -3,11 +3,7 @@
 from keras import ops
 from keras.saving import register_keras_serializable
 
-from keras_optnotes.checks import (
-    check_bool,
-    check_decay_rate,
-    check_positive,
-)
+from keras_optnotes.checks import check_bool, check_decay_rate, check_positive
 from keras_optnotes.optimizers.base import Optimizer
 
 
@@ -52,6 +48,14 @@ class Adam(Optimizer):
         Loshchilov, Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
 
+    HYPERPARAMETERS = {
+        "beta_1": check_decay_rate,
+        "beta_2": check_decay_rate,
+        "epsilon": check_positive,
+        "epsilon_inside_sqrt": check_bool,
+        "amsgrad": check_bool,
+    }
+
     def __init__(
         self,
         learning_rate=0.001,
@@ -65,13 +69,11 @@ class Adam(Optimizer):
         **kwargs,
     ):
         super().__init__(learning_rate, jit_compile=jit_compile, **kwargs)
-        self.beta_1 = check_decay_rate("beta_1", beta_1)
-        self.beta_2 = check_decay_rate("beta_2", beta_2)
-        self.epsilon = check_positive("epsilon", epsilon)
-        self.epsilon_inside_sqrt = check_bool(
-            "epsilon_inside_sqrt", epsilon_inside_sqrt
-        )
-        self.amsgrad = check_bool("amsgrad", amsgrad)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.epsilon_inside_sqrt = epsilon_inside_sqrt
+        self.amsgrad = amsgrad
 
     def build(self, variables):
         if self.built:
@@ -117,14 +119,3 @@ class Adam(Optimizer):
                 False,
             )
         self.assign_sub(variable, step)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            beta_1=self.beta_1,
-            beta_2=self.beta_2,
-            epsilon=self.epsilon,
-            epsilon_inside_sqrt=self.epsilon_inside_sqrt,
-            amsgrad=self.amsgrad,
-        )
-        return config

@@ -1,30 +1,35 @@
-"""The shared base of the notes' update rules: argument checks and the XLA-fused step.
+"""The shared base of the notes' update rules: argument checks, the XLA-fused step, state.
 
 Every rule of `keras_optnotes.optimizers` subclasses `Optimizer` below, which is itself a
-`keras.optimizers.Optimizer`. It adds three things to Keras' base class:
+`keras.optimizers.Optimizer`. It adds to Keras' base class:
 
-- hyper-parameters are checked when the optimizer is constructed, and a bad value raises
-  `ValueError` naming the argument, the value received and the range accepted (Keras
-  accepts most nonsense silently);
+- hyper-parameters are checked whenever they are assigned, in `__init__` and afterwards
+  (`optimizer.beta_1 = 5.0`), from one table of checks per rule (`HYPERPARAMETERS`),
+  and a bad value raises `ValueError` naming the argument, the value received and the
+  range accepted (Keras accepts most nonsense silently);
 - `jit_compile=True` (the default) runs the update of all variables of one `apply()` as
   XLA-compiled calls on the TensorFlow backend (one call per 32 MiB of variables), also
   when `apply()` is called eagerly in a custom training loop or inside a `tf.function`
   that is not itself compiled;
-- loading saved optimizer state whose layout does not match is an error, where Keras only
-  warns and trains on from zeroed state.
+- saved state loaded before the optimizer is built (`model.compile(...)` then
+  `model.load_weights(...)`) is kept and given to the slots when they are built, so
+  training resumes exactly, where Keras warns and drops it;
+- loading saved state whose layout does not match is an error naming both layouts,
+  where Keras only warns and trains on from zeroed state.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import numbers
-from typing import Any
+from typing import ClassVar
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_optnotes.checks import check_bool
-from keras_optnotes.optimizers.checks import check_base_keywords
+from keras_optnotes.optimizers.checks import BASE_CHECKS, Check, check_learning_rate
 
 # The keywords of Keras' base optimizer that every rule takes and forwards unchanged.
 BASE_KEYWORDS = (
@@ -39,28 +44,6 @@ BASE_KEYWORDS = (
     "gradient_accumulation_steps",
     "name",
 )
-
-
-def check_learning_rate(learning_rate: Any) -> Any:
-    """Returns `learning_rate` as a Python float, or a schedule or callable unchanged.
-
-    Raises:
-        ValueError: when it is a number that is not finite or not positive, or neither
-            a number, a `LearningRateSchedule` nor a callable.
-    """
-    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-        return learning_rate
-    if callable(learning_rate) and not isinstance(learning_rate, numbers.Number):
-        return learning_rate
-    if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
-        value = float(learning_rate)
-        if math.isfinite(value) and value > 0:
-            return value
-    raise ValueError(
-        "Argument `learning_rate` must be a finite number > 0, a "
-        "`keras.optimizers.schedules.LearningRateSchedule` or a callable returning the "
-        f"learning rate. Received: learning_rate={learning_rate!r}"
-    )
 
 
 def _inside_xla_compilation() -> bool:
@@ -81,8 +64,6 @@ FUSED_GROUP_BYTES = 32 * 2**20
 
 
 def _dtype_size(dtype) -> int:
-    import numpy as np
-
     name = keras.backend.standardize_dtype(dtype)
     return 2 if name == "bfloat16" else np.dtype(name).itemsize  # NumPy has no bfloat16
 
@@ -92,6 +73,47 @@ class _FusedApplyCache:
 
     def __init__(self):
         self.functions = {}
+
+
+class _SavedState:
+    """Saved values that wait for the slots `build()` will create (kept out of sight of
+    the trackers, like `_FusedApplyCache`)."""
+
+    def __init__(self, values: list[np.ndarray]):
+        self.values = values
+        self.building = False
+
+
+def _shapes(arrays) -> list[tuple[int, ...]]:
+    return [tuple(int(n) for n in a.shape) for a in arrays]
+
+
+def _layout(shapes: list[tuple[int, ...]], most: int = 16) -> str:
+    """`n variables of shapes (), (), (4, 3), …` for an error message."""
+    shown = ", ".join(str(s) for s in shapes[:most])
+    more = f", … ({len(shapes) - most} more)" if len(shapes) > most else ""
+    return f"{len(shapes)} variables of shapes {shown}{more}"
+
+
+def _restoring_saved_state(build):
+    """Wraps a rule's `build` so that saved state loaded before it is checked against
+    what it built (once the outermost `build` returns) and then dropped."""
+
+    @functools.wraps(build)
+    def build_then_check(self, variables):
+        saved = self._saved_state
+        if saved is None or saved.building:
+            return build(self, variables)
+        saved.building = True
+        try:
+            result = build(self, variables)
+        finally:
+            saved.building = False
+            self._saved_state = None
+        self._check_layout(saved.values, built=True)
+        return result
+
+    return build_then_check
 
 
 class Optimizer(keras.optimizers.Optimizer):
@@ -119,13 +141,38 @@ class Optimizer(keras.optimizers.Optimizer):
             `gradient_accumulation_steps`, `name`).
     """
 
+    # The rule's own hyper-parameters: name -> check(name, value). Every assignment of
+    # one of these attributes is checked (in `__init__` and later), and `get_config`
+    # lists them. Subclasses add theirs; a subclass of a rule inherits its table.
+    HYPERPARAMETERS: ClassVar[dict[str, Check]] = {}
+    # Checked on assignment too, but in the config by Keras' own `get_config`.
+    _CHECKS: ClassVar[dict[str, Check]] = {**BASE_CHECKS, "jit_compile": check_bool}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        table = {}
+        for klass in reversed(cls.__mro__):
+            table.update(klass.__dict__.get("HYPERPARAMETERS", {}))
+        cls.HYPERPARAMETERS = table
+        cls._CHECKS = {**Optimizer._CHECKS, **table}
+        if "build" in cls.__dict__:
+            cls.build = _restoring_saved_state(cls.__dict__["build"])
+
     def __init__(self, learning_rate, *, jit_compile: bool = True, **kwargs):
-        check_base_keywords(kwargs)
-        super().__init__(learning_rate=check_learning_rate(learning_rate), **kwargs)
-        self.jit_compile = check_bool("jit_compile", jit_compile)
+        super().__init__(
+            learning_rate=check_learning_rate("learning_rate", learning_rate), **kwargs
+        )
+        self._saved_state = None
+        self.jit_compile = jit_compile
         self._fused = _FusedApplyCache()
         # Variables that exist before `build()` (iterations, the learning rate).
         self._unbuilt_variable_count = len(self.variables)
+
+    def __setattr__(self, name, value):
+        check = self._CHECKS.get(name)
+        if check is not None:
+            value = check(name, value)
+        super().__setattr__(name, value)
 
     # -- constants -----------------------------------------------------------------
 
@@ -300,37 +347,68 @@ class Optimizer(keras.optimizers.Optimizer):
     # -- state ---------------------------------------------------------------------
 
     def load_own_variables(self, store):
-        """Restores the optimizer's state; a layout mismatch is an error, not a warning."""
-        saved = len(store.keys())
+        """Restores the optimizer's state; a layout mismatch is an error, not a warning.
+
+        Before `build()` (`model.compile(...)` then `model.load_weights(...)`) the
+        iteration counter and learning rate are restored at once and the slots' saved
+        values wait: each slot `build()` creates starts at its saved value, and what
+        was built is checked against what was saved (count and shapes).
+        """
+        values = [np.asarray(store[str(i)]) for i in range(len(store.keys()))]
         variables = self.variables
-        if saved == self._unbuilt_variable_count < len(variables):
+        if not self.built and len(values) > len(variables):
+            self._check_layout(values[: len(variables)], built=False)
+            self._saved_state = _SavedState(values)
+            values = values[: len(variables)]
+        elif len(values) == self._unbuilt_variable_count < len(variables):
             # Saved before its first step: no slot had state yet, so the slots just
             # built (all at their initial value) are exactly what was saved.
-            variables = variables[:saved]
-        elif saved != len(variables):
-            raise ValueError(
-                f"Cannot load the state of optimizer '{self.name}' "
-                f"({type(self).__name__}): it has {len(self.variables)} variables but "
-                f"the saved state has {saved}. "
-                + (
-                    "The optimizer is not built yet: build it on the model's "
-                    "trainable variables first."
-                    if not self.built
-                    else "The saved optimizer was built with other arguments or on "
-                    "another model."
-                )
-            )
-        for i, variable in enumerate(variables):
-            value = store[str(i)]
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"Cannot load the state of optimizer '{self.name}': variable {i} "
-                    f"({variable.path}) has shape {tuple(variable.shape)} but the saved "
-                    f"value has shape {tuple(value.shape)}."
-                )
+            variables = variables[: len(values)]
+        else:
+            self._check_layout(values, built=self.built)
+        for variable, value in zip(variables, values):
             variable.assign(value)
+
+    def _check_layout(self, values, built: bool) -> None:
+        """Raises when the saved `values` do not fit `self.variables` one to one."""
+        saved, have = _shapes(values), _shapes(self.variables)
+        if saved == have:
+            return
+        state = "built has" if built else "not built yet has"
+        message = (
+            f"Cannot load the state of optimizer '{self.name}' "
+            f"({type(self).__name__}): the saved state has {_layout(saved)}; the "
+            f"optimizer {state} {_layout(have)}."
+        )
+        if len(saved) == len(have):
+            i = next(i for i, (a, b) in enumerate(zip(saved, have)) if a != b)
+            message += (
+                f" variable {i} ({self.variables[i].path}) has shape {have[i]} but the "
+                f"saved value has shape {saved[i]}."
+            )
+        raise ValueError(
+            message + " The state was saved from another optimizer (another rule, or "
+            "arguments such as `amsgrad`) or another model."
+        )
+
+    def add_variable(self, shape, initializer="zeros", dtype=None, **kwargs):
+        """Keras' `add_variable`; while saved state waits (see `load_own_variables`),
+        the new variable starts at its saved value when the shapes agree."""
+        saved = self._saved_state
+        index = len(self._variables)
+        if saved is not None and index < len(saved.values):
+            value = saved.values[index]
+            if tuple(value.shape) == tuple(int(n) for n in shape):
+
+                def initializer(shape, dtype=None, value=value):
+                    return ops.convert_to_tensor(value, dtype=dtype)
+
+        return super().add_variable(
+            shape, initializer=initializer, dtype=dtype, **kwargs
+        )
 
     def get_config(self):
         config = super().get_config()
         config["jit_compile"] = self.jit_compile
+        config.update({name: getattr(self, name) for name in self.HYPERPARAMETERS})
         return config

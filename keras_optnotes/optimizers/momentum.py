@@ -37,9 +37,11 @@ class Momentum(Optimizer):
         USSR Computational Mathematics and Mathematical Physics 4(5), 1964.
     """
 
+    HYPERPARAMETERS = {"momentum": check_decay_rate}
+
     def __init__(self, learning_rate=0.01, momentum=0.9, *, jit_compile=True, **kwargs):
         super().__init__(learning_rate, jit_compile=jit_compile, **kwargs)
-        self.momentum = check_decay_rate("momentum", momentum)
+        self.momentum = momentum
 
     def build(self, variables):
         if self.built:
@@ -55,8 +57,3 @@ class Momentum(Optimizer):
             a, ops.add(ops.multiply(self.scalar(self.momentum, variable), a), g)
         )
         self.assign_sub(variable, ops.multiply(lr, a))
-
-    def get_config(self):
-        config = super().get_config()
-        config["momentum"] = self.momentum
-        return config

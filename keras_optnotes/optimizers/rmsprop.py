@@ -3,11 +3,7 @@
 from keras import ops
 from keras.saving import register_keras_serializable
 
-from keras_optnotes.checks import (
-    check_bool,
-    check_decay_rate,
-    check_positive,
-)
+from keras_optnotes.checks import check_bool, check_decay_rate, check_positive
 from keras_optnotes.optimizers.base import Optimizer
 
 
@@ -43,6 +39,12 @@ class RMSprop(Optimizer):
         Learning, 2012.
     """
 
+    HYPERPARAMETERS = {
+        "rho": check_decay_rate,
+        "epsilon": check_positive,
+        "epsilon_inside_sqrt": check_bool,
+    }
+
     def __init__(
         self,
         learning_rate=0.001,
@@ -54,11 +56,9 @@ class RMSprop(Optimizer):
         **kwargs,
     ):
         super().__init__(learning_rate, jit_compile=jit_compile, **kwargs)
-        self.rho = check_decay_rate("rho", rho)
-        self.epsilon = check_positive("epsilon", epsilon)
-        self.epsilon_inside_sqrt = check_bool(
-            "epsilon_inside_sqrt", epsilon_inside_sqrt
-        )
+        self.rho = rho
+        self.epsilon = epsilon
+        self.epsilon_inside_sqrt = epsilon_inside_sqrt
 
     def build(self, variables):
         if self.built:
@@ -75,12 +75,3 @@ class RMSprop(Optimizer):
             ops.multiply(lr, g), G, self.epsilon, self.epsilon_inside_sqrt
         )
         self.assign_sub(variable, step)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            rho=self.rho,
-            epsilon=self.epsilon,
-            epsilon_inside_sqrt=self.epsilon_inside_sqrt,
-        )
-        return config

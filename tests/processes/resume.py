@@ -1,11 +1,16 @@
-"""Train, save to `.keras`, and resume in another process (launched by `tests/test_resume.py`).
+"""Train, save, and resume (launched by `tests/test_resume.py` and
+`tests/test_checkpoint_flow.py`), on the backend `KERAS_BACKEND` names.
 
-Op determinism is on, so two processes that run the same steps get the same bits.
+Op determinism is on (TensorFlow), so two runs of the same steps get the same bits.
 
     python resume.py first OUT_DIR   # per rule: N steps, save OUT_DIR/<rule>.keras,
                                      # N more steps -> uninterrupted.npz
     python resume.py second OUT_DIR  # per rule: load <rule>.keras, N more steps
                                      # -> resumed.npz
+    python resume.py weights OUT_DIR # per rule: N steps with a
+                                     # ModelCheckpoint(save_weights_only=True), N more
+                                     # -> uninterrupted.npz; then a new model:
+                                     # compile, load_weights, N steps -> resumed.npz
 
 Each `.npz` holds, per rule, the model's weights (`<rule>/weight/<i>`) and every
 optimizer variable (`<rule>/optimizer/<i>`: iterations, learning rate, slots).
@@ -81,16 +86,53 @@ def state(rule: str, model) -> dict[str, np.ndarray]:
     return arrays
 
 
+def resume_from_weights(out_dir: str, x, y) -> None:
+    """The standard checkpoint flow: compile, `load_weights`, fit."""
+    import keras
+
+    from keras_optnotes import optimizers
+
+    half = STEPS * BATCH
+    uninterrupted, resumed = {}, {}
+    for rule in optimizers.list_rules():
+        path = os.path.join(out_dir, f"{rule}.weights.h5")
+        model = new_model(rule)
+        checkpoint = keras.callbacks.ModelCheckpoint(path, save_weights_only=True)
+        model.fit(
+            x[:half],
+            y[:half],
+            batch_size=BATCH,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+            callbacks=[checkpoint],
+        )
+        train(model, x[half:], y[half:])
+        uninterrupted.update(state(rule, model))
+
+        model = new_model(rule)  # compiled, its optimizer not built yet
+        model.load_weights(path)
+        train(model, x[half:], y[half:])
+        resumed.update(state(rule, model))
+    np.savez(os.path.join(out_dir, "uninterrupted.npz"), **uninterrupted)
+    np.savez(os.path.join(out_dir, "resumed.npz"), **resumed)
+
+
 def main(argv: list[str]) -> int:
     phase, out_dir = argv
     import keras
-    import tensorflow as tf
 
     from keras_optnotes import optimizers
 
     keras.utils.set_random_seed(0)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     x, y = data()
+    if phase == "weights":
+        resume_from_weights(out_dir, x, y)
+        return 0
     half = STEPS * BATCH
     results = {}
     for rule in optimizers.list_rules():
