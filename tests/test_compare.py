@@ -1,4 +1,7 @@
-"""`keras-optnotes compare`: quick runs in a temporary folder, determinism, bad input."""
+"""`keras-optnotes compare`: quick runs in a temporary folder, determinism, bad input.
+
+The experiment itself is tested in test_experiments_compare.py.
+"""
 
 import contextlib
 import csv
@@ -12,6 +15,7 @@ import pytest
 
 from keras_optnotes import cli
 from keras_optnotes.commands import compare
+from keras_optnotes.experiments.compare import Comparison, OptimizerRun
 from keras_optnotes.report import format_cell
 
 QUICK = ["compare", "--quick", "--seed", "3"]
@@ -115,22 +119,6 @@ def test_without_matplotlib_the_plot_is_skipped(quick_runs):
     assert "compare.png" not in stdout
 
 
-def test_every_optimizer_starts_from_the_same_weights():
-    """With a negligible step, every rule's first-epoch loss is the same."""
-    # Zero learning rates are refused, so use a tiny one: every rule then keeps the
-    # initial weights to ~1e-6 and all first-epoch losses agree.
-    from keras_optnotes import data
-
-    split = data.load("digits", seed=0, max_samples=64)
-    runs = compare.run_comparison(
-        split, {"GradientDescent": 1e-7, "Momentum": 1e-7}, epochs=1, verbose=0
-    )
-    first_losses = [r.history["loss"][0] for r in runs]
-    assert first_losses[0] == pytest.approx(first_losses[1], abs=1e-5)
-    assert runs[0].steps_per_epoch == 2 and len(runs[0].ms_per_step) == 1
-    assert runs[0].steady_ms_per_step() is None  # one epoch: no steady-state figure
-
-
 @pytest.mark.parametrize(
     "argv, named",
     [
@@ -178,16 +166,12 @@ def test_failure_midway_leaves_out_as_it_was(tmp_path, capsys, monkeypatch):
     (out / "compare.md").write_text("previous run")
 
     def fake_runs(split, learning_rates, **kwargs):
-        return [
-            compare.Run(
-                rule,
-                rate,
-                {k: [1.0] for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-                [5.0],
-                1,
-            )
+        history = {k: (1.0,) for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        runs = tuple(
+            OptimizerRun(rule, rate, history, (5.0,), 1)
             for rule, rate in learning_rates.items()
-        ]
+        )
+        return Comparison(split.name, len(split.x_train), 1, 32, 0, True, runs)
 
     def disk_full(*args, **kwargs):  # strikes after compare.md and .csv are staged
         raise OSError(28, "No space left on device")
@@ -218,9 +202,3 @@ def test_offline_dataset_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     assert status == 2 and stderr.count("\n") == 1
     assert "mnist" in stderr and "digits, spirals, waveforms" in stderr
     assert not out.exists()
-
-
-def test_default_learning_rates_cover_every_rule_in_order():
-    from keras_optnotes.optimizers import list_rules
-
-    assert tuple(compare.DEFAULT_LEARNING_RATES) == tuple(list_rules())

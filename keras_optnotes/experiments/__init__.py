@@ -1,0 +1,23 @@
+"""The notes' comparisons and ablations as library functions.
+
+Each module runs one experiment and returns a frozen result dataclass with its
+settings, its summary rows and its per-epoch curves; nothing here prints, parses
+arguments or writes files (the `keras-optnotes` commands and the tutorials do that).
+Importing this package does not import TensorFlow; running an experiment does.
+
+- `keras_optnotes.experiments.compare`: `run_comparison`, the update rules from the
+  same initial weights on one network → `Comparison` of `OptimizerRun`.
+- `keras_optnotes.experiments.regularize`: `run_ablation`, no regularization and each
+  regularizer alone → `Ablation` of `TechniqueRun`, with both generalization gaps.
+"""
+
+from keras_optnotes.experiments.compare import (  # noqa: F401
+    Comparison,
+    OptimizerRun,
+    run_comparison,
+)
+from keras_optnotes.experiments.regularize import (  # noqa: F401
+    Ablation,
+    TechniqueRun,
+    run_ablation,
+)
