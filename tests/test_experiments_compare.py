@@ -81,7 +81,7 @@ def test_rows_summarize_the_curves():
     comparison = Comparison("digits", 10, 4, 32, 0, True, (run,))
     assert comparison.table_rows() == [run.table_row()]
     assert comparison.history_rows() == rows
-    with pytest.raises(KeyError, match="Momentum was not run; runs: Adam"):
+    with pytest.raises(KeyError, match="'Momentum' was not run; runs: Adam"):
         comparison.get("momentum")
 
 

@@ -4,10 +4,38 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 # Receives one line per run as it starts ("[2/7] Momentum (learning_rate=0.1)"); the
 # experiments print nothing themselves, a command passes `print`.
 Progress = Callable[[str], None]
+
+
+class RunsResult:
+    """What every experiment's frozen result shares: its `runs`, one per arm.
+
+    A subclass is a frozen dataclass with a `runs` tuple whose items have a
+    `table_row()`, and names in `_run_name` the attribute that tells the runs apart.
+    """
+
+    runs: tuple
+    _run_name: ClassVar[str]
+
+    def get(self, name: str) -> Any:
+        """The run called `name`.
+
+        Raises:
+            KeyError: no run of that name, listing the runs.
+        """
+        for run in self.runs:
+            if getattr(run, self._run_name) == name:
+                return run
+        names = ", ".join(str(getattr(run, self._run_name)) for run in self.runs)
+        raise KeyError(f"{name!r} was not run; runs: {names}")
+
+    def table_rows(self) -> list[list]:
+        """One summary row per run, in the order run."""
+        return [run.table_row() for run in self.runs]
 
 
 @contextlib.contextmanager

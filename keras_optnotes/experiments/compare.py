@@ -22,10 +22,10 @@ import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from keras_optnotes.checks import check_bool, check_integer, check_positive
-from keras_optnotes.experiments._common import Progress, op_determinism
+from keras_optnotes.experiments._common import Progress, RunsResult, op_determinism
 
 if TYPE_CHECKING:
     from keras_optnotes.data import Split
@@ -155,7 +155,7 @@ class OptimizerRun:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(RunsResult):
     """The result of `run_comparison`: the settings and one run per rule.
 
     Attributes:
@@ -166,6 +166,8 @@ class Comparison:
         seed: seed of the initial weights and the batch order.
         jit_compile: the optimizers' `jit_compile`.
         runs: one `OptimizerRun` per rule, in the order run.
+
+    `get(name)` is the run of one rule, `table_rows()` the rows of `TABLE_COLUMNS`.
     """
 
     dataset: str
@@ -175,20 +177,11 @@ class Comparison:
     seed: int
     jit_compile: bool
     runs: tuple[OptimizerRun, ...]
+    _run_name: ClassVar[str] = "optimizer"
 
     def get(self, optimizer: str) -> OptimizerRun:
         """The run of `optimizer` (any name `rule_name` accepts)."""
-        name = rule_name(optimizer)
-        for run in self.runs:
-            if run.optimizer == name:
-                return run
-        raise KeyError(
-            f"{name} was not run; runs: {', '.join(r.optimizer for r in self.runs)}"
-        )
-
-    def table_rows(self) -> list[list]:
-        """One row of `TABLE_COLUMNS` per rule."""
-        return [run.table_row() for run in self.runs]
+        return super().get(rule_name(optimizer))
 
     def history_rows(self) -> list[list]:
         """One row of `HISTORY_COLUMNS` per rule and epoch."""

@@ -68,12 +68,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from keras_optnotes.checks import check_bool, check_in_range, check_integer
-from keras_optnotes.experiments._common import Progress, op_determinism
+from keras_optnotes.experiments._common import Progress, RunsResult, op_determinism
 
 if TYPE_CHECKING:
     from keras_optnotes.data import Split
@@ -204,7 +204,7 @@ class TechniqueRun:
 
 
 @dataclass(frozen=True)
-class Ablation:
+class Ablation(RunsResult):
     """The result of `run_ablation`: the settings and one run per technique.
 
     Attributes:
@@ -217,6 +217,9 @@ class Ablation:
         seed: seed of the weights, the label noise, the other noise and the batch
             order.
         runs: one `TechniqueRun` per technique, in the order run.
+
+    `get(name)` is the run of one technique, `table_rows()` the rows of
+    `TABLE_COLUMNS`.
     """
 
     dataset: str
@@ -227,20 +230,7 @@ class Ablation:
     batch_size: int
     seed: int
     runs: tuple[TechniqueRun, ...]
-
-    def get(self, technique: str) -> TechniqueRun:
-        """The run of `technique`."""
-        for run in self.runs:
-            if run.technique == technique:
-                return run
-        raise KeyError(
-            f"{technique!r} was not run; runs: "
-            f"{', '.join(r.technique for r in self.runs)}"
-        )
-
-    def table_rows(self) -> list[list]:
-        """One row of `TABLE_COLUMNS` per technique."""
-        return [run.table_row() for run in self.runs]
+    _run_name: ClassVar[str] = "technique"
 
 
 def build_network(
