@@ -1,1 +1,5 @@
 """Things that need their own train step (sharpness-aware minimization and the like)."""
+
+from keras_optnotes.training.sharpness_aware_minimization import (  # noqa: F401
+    SharpnessAwareMinimization,
+)

@@ -1,0 +1,410 @@
+"""Sharpness-aware minimization (SAM) and its adaptive variant (ASAM) as a Keras model
+wrapper with its own train step.
+
+The perturbation and the two passes are written once here, in `keras.ops`, as
+functions of the variables' *values* (`stateless_call`); each backend contributes only
+its gradient function and the way its trainer holds state, in `_sam_<backend>.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import keras
+from keras import ops
+
+from keras_optnotes.checks import (
+    check_bool,
+    check_in_range,
+    check_integer,
+    check_positive,
+)
+
+_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def sharpness_aware_perturbation(
+    gradients: Sequence[Any],
+    weights: Sequence[Any],
+    rho: float,
+    adaptive: bool = False,
+    eta: float = 0.01,
+) -> list[Any]:
+    """The weight perturbation ε of SAM (or ASAM), one tensor per weight.
+
+    SAM: ε = ρ g / ‖g‖₂. ASAM: T = |w| + η, ε = ρ T² g / ‖T g‖₂. The norm is global,
+    over all tensors together. ε = 0 when the norm is 0 (a zero gradient gives no
+    perturbation, never NaN).
+    """
+    if adaptive:
+        scales = [ops.abs(w) + ops.cast(eta, w.dtype) for w in weights]
+        scaled = [t * g for t, g in zip(scales, gradients)]
+        directions = [t * s for t, s in zip(scales, scaled)]
+    else:
+        scaled = directions = list(gradients)
+    # At least float32, so that half-precision gradients cannot overflow the norm.
+    dtypes = {keras.backend.standardize_dtype(g.dtype) for g in scaled}
+    dtype = "float64" if "float64" in dtypes else "float32"
+    norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(s, dtype))) for s in scaled))
+    factor = rho / ops.where(norm > 0, norm, ops.ones_like(norm))
+    return [ops.cast(factor, d.dtype) * d for d in directions]
+
+
+def all_finite(tensors: Sequence[Any]) -> Any:
+    """A scalar boolean: every element of every tensor is finite."""
+    return ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in tensors]))
+
+
+class SamGradients(NamedTuple):
+    """What one SAM step computes before the optimizer applies it."""
+
+    gradients: list  # ∇L(w + ε) of the *scaled* loss, averaged over the splits
+    non_trainable_values: list  # after the unperturbed pass(es) only
+    metrics_values: list  # after the unperturbed pass(es) only
+    loss: Any  # unscaled loss of the unperturbed pass(es)
+    y_pred: Any  # predictions of the unperturbed pass(es)
+
+
+def _batch_size(x: Any) -> Any:
+    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
+
+
+class _Split(NamedTuple):
+    data: tuple  # (x, y, sample_weight) of this split
+    share: Any  # its size over the batch size
+    nonempty: Any  # None when known to be non-empty, else a scalar boolean tensor
+
+
+def _split(data: tuple, num_splits: int) -> list[_Split]:
+    """`data` (x, y, sample_weight) cut along axis 0 into `num_splits` near-equal
+    parts, rows ⌊iB/k⌋ … ⌊(i+1)B/k⌋ − 1 for split i.
+
+    With a batch size B known when tracing (JAX, PyTorch, TensorFlow's full batches)
+    empty parts (B < k) are left out; with B known only at run time (TensorFlow's last
+    partial batch) every part comes with a `nonempty` flag to mask it by.
+    """
+    batch = _batch_size(data[0])
+    bounds = [(i * batch) // num_splits for i in range(num_splits + 1)]
+    static = isinstance(batch, int)
+    parts = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        if static and stop == start:
+            continue
+        part = keras.tree.map_structure(
+            lambda t, a=start, b=stop: None if t is None else t[a:b], data
+        )
+        if static:
+            parts.append(_Split(part, (stop - start) / batch, None))
+        else:
+            share = ops.cast(stop - start, "float64") / ops.cast(batch, "float64")
+            parts.append(_Split(part, share, stop > start))
+    return parts
+
+
+def _masked(flag: Any, new: Sequence[Any], old: Sequence[Any]) -> list:
+    """`new` where `flag` (a scalar boolean tensor) holds, else `old`; `flag=None`
+    is always."""
+    if flag is None:
+        return list(new)
+    return [ops.where(flag, n, o) for n, o in zip(new, old)]
+
+
+def _concatenate(parts: Sequence[Any]) -> Any:
+    return keras.tree.map_structure(
+        lambda *tensors: ops.concatenate(tensors, axis=0), *parts
+    )
+
+
+def _scaled_loss(sam, x, y, sample_weight, loss_scale, non_trainable, metrics):
+    """`f(trainable) -> (scaled loss, aux)`: one training-mode pass, stateless."""
+
+    def loss_function(trainable):
+        y_pred, new_non_trainable, losses = sam.stateless_call(
+            trainable, non_trainable, x, return_losses=True, training=True
+        )
+        # As Keras' own JAX trainer: `compute_loss` adds `self.losses`, which must be
+        # those of this pass (the regularizers of these weights).
+        sam._losses_override = list(losses)
+        try:
+            loss, (_, new_non_trainable, new_metrics) = sam.stateless_compute_loss(
+                trainable,
+                new_non_trainable,
+                metrics,
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
+                training=True,
+            )
+        finally:
+            sam._losses_override = []
+        scaled = loss * ops.cast(loss_scale, loss.dtype)
+        return scaled, (loss, y_pred, new_non_trainable, new_metrics)
+
+    return loss_function
+
+
+def sharpness_aware_gradients(
+    sam: SharpnessAwareMinimization,
+    value_and_grad: Callable,
+    trainable: list,
+    non_trainable: list,
+    metrics: list,
+    x: Any,
+    y: Any,
+    sample_weight: Any,
+    loss_scale: Any,
+) -> SamGradients:
+    """Both passes of one SAM step on the variables' values; nothing is assigned.
+
+    `value_and_grad(f, values)` is the backend's: it returns `(f(values), ∇f(values))`
+    for `f(values) -> (scalar, aux)`, with `None` allowed for unconnected values.
+    `loss_scale` is the optimizer's current loss scale (1 without loss scaling).
+
+    Per split: the unperturbed pass gives g (of the scaled loss) and the new
+    non-trainable state; ε is computed from g / loss_scale (zero when g is not finite,
+    so that a loss-scale overflow reaches the optimizer as a non-finite gradient at w
+    and the `LossScaleOptimizer` skips the step); the perturbed pass runs at w + ε from
+    the *same* non-trainable state as the unperturbed one (same dropout mask, its
+    batch-norm updates discarded). The perturbed gradients are averaged over splits.
+    """
+    data = (x, y, sample_weight)
+    num_splits = sam.num_batch_splits or 1
+    parts = [_Split(data, None, None)] if num_splits == 1 else _split(data, num_splits)
+    summed, loss, predictions = None, None, []
+    for (part_x, part_y, part_weight), share, nonempty in parts:
+        unperturbed = _scaled_loss(
+            sam, part_x, part_y, part_weight, loss_scale, non_trainable, metrics
+        )
+        (_, (part_loss, y_pred, next_non_trainable, next_metrics)), gradients = (
+            value_and_grad(unperturbed, trainable)
+        )
+        gradients = _fill_none(gradients, trainable)
+        finite = all_finite(gradients)
+        epsilon = sharpness_aware_perturbation(
+            [g / ops.cast(loss_scale, g.dtype) for g in gradients],
+            trainable,
+            sam.rho,
+            sam.adaptive,
+            sam.eta,
+        )
+        perturbed_weights = [
+            w + ops.where(finite, e, ops.zeros_like(e))
+            for w, e in zip(trainable, epsilon)
+        ]
+        perturbed = _scaled_loss(
+            sam, part_x, part_y, part_weight, loss_scale, non_trainable, metrics
+        )
+        _, perturbed_gradients = value_and_grad(perturbed, perturbed_weights)
+        perturbed_gradients = _fill_none(perturbed_gradients, trainable)
+        if share is not None:
+            perturbed_gradients = [
+                g * ops.cast(share, g.dtype) for g in perturbed_gradients
+            ]
+            part_loss = part_loss * ops.cast(share, part_loss.dtype)
+            zeros = [ops.zeros_like(g) for g in perturbed_gradients]
+            perturbed_gradients = _masked(nonempty, perturbed_gradients, zeros)
+            [part_loss] = _masked(nonempty, [part_loss], [ops.zeros_like(part_loss)])
+        summed = (
+            perturbed_gradients
+            if summed is None
+            else [s + g for s, g in zip(summed, perturbed_gradients)]
+        )
+        loss = part_loss if loss is None else loss + part_loss
+        # The perturbed pass' state is dropped; the next split continues from the
+        # unperturbed one (an empty split, possible only at run time, changes none).
+        non_trainable = _masked(nonempty, next_non_trainable, non_trainable)
+        metrics = _masked(nonempty, next_metrics, metrics)
+        predictions.append(y_pred)
+    y_pred = predictions[0] if len(predictions) == 1 else _concatenate(predictions)
+    return SamGradients(summed, non_trainable, metrics, loss, y_pred)
+
+
+def _fill_none(gradients: Sequence[Any], weights: Sequence[Any]) -> list:
+    return [ops.zeros_like(w) if g is None else g for g, w in zip(gradients, weights)]
+
+
+def stateful_train_step(
+    sam: SharpnessAwareMinimization,
+    data: Any,
+    value_and_grad: Callable,
+    *,
+    tracked_loss: Callable = lambda loss: loss,
+    update_context: Callable = contextlib.nullcontext,
+) -> dict:
+    """The train step for trainers that keep state in the variables (TensorFlow,
+    PyTorch): read the values, run both passes, then assign the unperturbed pass'
+    state and let the optimizer apply the perturbed gradient at w."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    optimizer = sam.optimizer
+    result = sharpness_aware_gradients(
+        sam,
+        value_and_grad,
+        [v.value for v in sam.trainable_variables],
+        [v.value for v in sam.non_trainable_variables],
+        [v.value for v in sam.metrics_variables],
+        x,
+        y,
+        sample_weight,
+        optimizer.scale_loss(ops.ones((), "float32")),
+    )
+    with update_context():
+        for variable, value in zip(
+            sam.non_trainable_variables, result.non_trainable_values
+        ):
+            variable.assign(value)
+        for variable, value in zip(sam.metrics_variables, result.metrics_values):
+            variable.assign(value)
+        optimizer.apply(result.gradients, sam.trainable_variables)
+    sam._loss_tracker.update_state(
+        tracked_loss(result.loss), sample_weight=_batch_size(x)
+    )
+    return sam.compute_metrics(x, y, result.y_pred, sample_weight)
+
+
+def _backend_module(name: str):
+    if name not in _BACKENDS:
+        raise ValueError(
+            "SharpnessAwareMinimization runs on the TensorFlow, JAX and PyTorch "
+            f"backends; the Keras backend is {name!r}."
+        )
+    return importlib.import_module(f"keras_optnotes.training._sam_{name}")
+
+
+@keras.saving.register_keras_serializable(package="keras_optnotes")
+class SharpnessAwareMinimization(keras.Model):
+    """Sharpness-aware minimization: a model whose `fit` descends the worst-case loss
+    in a ρ-ball around the weights.
+
+    Symbols: w the trainable weights of `model`, g = ∇L(w) the gradient of the training
+    loss (the compiled loss with `sample_weight`, plus `model.losses`) on the batch,
+    ρ = `rho`, η_T = `eta`, k = `num_batch_splits`.
+
+    Each step, per split of the batch (k splits, or the whole batch):
+
+        ε = ρ g / ‖g‖₂                         (SAM; ε = 0 when g = 0)
+        ε = ρ T² g / ‖T g‖₂,  T = |w| + η_T     (ASAM, `adaptive=True`)
+        g_SAM = ∇L(w + ε)
+
+    and the compiled optimizer applies the mean of the k perturbed gradients at w.
+    The norm is global, over all trainable weights together.
+
+    Use it in place of the model for training; it shares the model's layers and
+    weights, so `predict`, `evaluate` and the weights are the model's:
+
+    Args:
+        model: the `keras.Model` to train.
+        rho: the radius ρ > 0 of the neighbourhood (finite).
+        adaptive: ASAM's scale-invariant neighbourhood instead of SAM's ball.
+        eta: η_T ≥ 0, added to |w| in ASAM's scale T (unused when `adaptive=False`).
+        num_batch_splits: k ≥ 1 (m-sharpness with m = batch size / k): each split is
+            perturbed by its own gradient. The batch size must be divisible by k;
+            otherwise the step raises (`ValueError`, or TensorFlow's
+            `InvalidArgumentError` when the batch size is only known at run time).
+            `None` is k = 1.
+        **kwargs: `keras.Model` keywords (`name`, ...).
+
+    Returns:
+        A `keras.Model`; `compile` it and `fit` it as any model.
+
+    Example:
+
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        sam = SharpnessAwareMinimization(model, rho=0.05)
+        sam.compile(optimizer="sgd", loss="mse")
+        sam.fit(x, y, epochs=2)
+        model.predict(x)  # the trained model itself
+
+    References:
+        Foret, Kleiner, Mobahi, Neyshabur, "Sharpness-Aware Minimization for
+        Efficiently Improving Generalization", ICLR 2021 (m-sharpness: their §4.1).
+        Kwon, Kim, Park, Choi, "ASAM: Adaptive Sharpness-Aware Minimization for
+        Scale-Invariant Learning of Deep Neural Networks", ICML 2021.
+
+    Conventions (where implementations differ):
+        - Both passes run in training mode (dropout on, batch normalization on batch
+          statistics). The non-trainable state (batch-norm moving statistics, seed
+          generators, ...) advances once per split, from the unperturbed pass; the
+          perturbed pass starts from the same state, so it sees the same dropout mask
+          (as google-research/sam, which reuses the step's random key), and its
+          batch-norm updates are discarded (davda54/sam issue 17; Keras 2's SAM
+          updated them at the perturbed weights).
+        - The reported loss and metrics are those of the unperturbed pass.
+        - The k perturbed gradients are averaged, not summed (Keras 2 summed them).
+        - With k splits the batch-norm moving statistics take k updates per step, one
+          per split, as they would over k batches.
+        - ASAM's T applies to every weight, biases included; Kwon et al.'s code leaves
+          the parameters not named "weight" unscaled.
+        - `tf.distribute` (MirroredStrategy and the like): each replica perturbs with
+          the gradient of its own shard (google-research/sam's default); only the
+          perturbed gradients are all-reduced, by the optimizer, as in a plain step.
+          On JAX the train step sees the global batch, so with `keras.distribution`
+          the perturbation uses the global gradient.
+        - Loss scaling (`mixed_float16`, `LossScaleOptimizer`, `loss_scale_factor`):
+          both passes use the scaled loss; ε comes from the unscaled gradient; a
+          non-finite first-pass gradient gives ε = 0, so the optimizer sees the
+          non-finite gradient and a `LossScaleOptimizer` skips the step.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        rho: float = 0.05,
+        adaptive: bool = False,
+        eta: float = 0.01,
+        num_batch_splits: int | None = None,
+        **kwargs: Any,
+    ):
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                "Argument `model` must be a keras.Model. "
+                f"Received: model={model!r} (of type {type(model).__name__})"
+            )
+        self._backend_step = _backend_module(keras.backend.backend())
+        rho = check_positive("rho", rho)
+        adaptive = check_bool("adaptive", adaptive)
+        eta = check_in_range("eta", eta, 0.0)
+        if num_batch_splits is not None:
+            num_batch_splits = check_integer("num_batch_splits", num_batch_splits, 1)
+        super().__init__(**kwargs)
+        self.model = model
+        self.rho = rho
+        self.adaptive = adaptive
+        self.eta = eta
+        self.num_batch_splits = num_batch_splits
+        if model.built:
+            self.built = True
+
+    def build(self, input_shape: Any) -> None:
+        if not self.model.built:
+            self.model.build(input_shape)
+        self.built = True
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        return self.model(inputs, training=training)
+
+    def train_step(self, *args: Any) -> Any:
+        # TensorFlow and PyTorch call train_step(data), JAX train_step(state, data).
+        return self._backend_step.train_step(self, *args)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            model=keras.saving.serialize_keras_object(self.model),
+            rho=self.rho,
+            adaptive=self.adaptive,
+            eta=self.eta,
+            num_batch_splits=self.num_batch_splits,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: Any = None):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(
+            config.pop("model"), custom_objects=custom_objects
+        )
+        return cls(model, **config)
