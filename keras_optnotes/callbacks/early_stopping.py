@@ -216,3 +216,7 @@ class PrecheltEarlyStopping(keras.callbacks.Callback):
             "restore_best_weights": self.restore_best_weights,
             "verbose": self.verbose,
         }
+
+    @classmethod
+    def from_config(cls, config: dict) -> PrecheltEarlyStopping:
+        return cls(**config)
