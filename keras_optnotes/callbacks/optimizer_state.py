@@ -26,6 +26,38 @@ def _divide_by_root(numerator, state, epsilon, inside):
     return numerator / (np.sqrt(state) + epsilon)
 
 
+def _unwrapped(optimizer):
+    """The optimizer inside Keras' `LossScaleOptimizer` (mixed precision wraps it)."""
+    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def _monitored(optimizer) -> dict[str, keras.optimizers.Optimizer]:
+    """Log-key suffix -> rule: "" for one rule, "_<name>" for each of a MultiOptimizer.
+
+    Raises:
+        ValueError: naming any optimizer that is not one of this package's rules.
+    """
+    optimizer = _unwrapped(optimizer)
+    if isinstance(optimizer, keras.optimizers.MultiOptimizer):
+        found = {f"_{inner.name}": inner for inner in optimizer.optimizers}
+    else:
+        found = {"": optimizer}
+    foreign = [
+        f"{type(o).__name__} '{o.name}'"
+        for o in found.values()
+        if not isinstance(o, rules.Optimizer)
+    ]
+    if foreign:
+        raise ValueError(
+            "OptimizerStateMonitor needs optimizers of keras_optnotes.optimizers "
+            f"{rules.list_rules()}, alone, in a LossScaleOptimizer or in a "
+            f"MultiOptimizer; the model has {', '.join(foreign)}."
+        )
+    return found
+
+
 def effective_learning_rates(optimizer: keras.optimizers.Optimizer) -> np.ndarray:
     """The per-parameter step size η_eff that the optimizer's next step will use.
 
@@ -40,11 +72,22 @@ def effective_learning_rates(optimizer: keras.optimizers.Optimizer) -> np.ndarra
       number of steps taken (all `nan` before the first step).
 
     Args:
-      optimizer: a built optimizer of `keras_optnotes.optimizers`.
+      optimizer: a built optimizer of `keras_optnotes.optimizers`, or a
+        `keras.optimizers.LossScaleOptimizer` around one (mixed precision).
 
     Returns:
-      A flat float64 array, one entry per trainable parameter.
+      A flat float64 array, one entry per parameter the rule updates.
+
+    Raises:
+      ValueError: for another optimizer, for a `MultiOptimizer` (ask one of its
+        `optimizers`), or before the first step.
     """
+    optimizer = _unwrapped(optimizer)
+    if isinstance(optimizer, keras.optimizers.MultiOptimizer):
+        raise ValueError(
+            "`optimizer` is a MultiOptimizer: ask for one of its optimizers "
+            "(`optimizer.optimizers`); OptimizerStateMonitor reports each of them."
+        )
     if not isinstance(optimizer, rules.Optimizer):
         raise ValueError(
             "`optimizer` must be one of keras_optnotes.optimizers "
@@ -98,8 +141,13 @@ class OptimizerStateMonitor(LogProducer):
     `effective_learning_rate_p95`. For Adagrad the median shrinks towards zero as
     G grows, which is the notes' complaint about Adagrad.
 
-    Works with the optimizers of `keras_optnotes.optimizers`; any other optimizer is
-    a `ValueError` when training starts.
+    Works with the optimizers of `keras_optnotes.optimizers`, also inside Keras'
+    wrappers: a `LossScaleOptimizer` (which `compile` puts around the rule under the
+    `mixed_float16` policy) is looked through; a `MultiOptimizer` gets one summary
+    per inner rule, keyed by the rule's name (`effective_learning_rate_median_<name>`),
+    since pooling the step sizes of different rules into one percentile would mix
+    unlike quantities. Any other optimizer, alone or inside one of these, is a
+    `ValueError` naming it when training starts.
 
     Example:
       >>> model.compile(optimizer=keras_optnotes.optimizers.Adagrad(0.1), loss="mse")
@@ -112,18 +160,19 @@ class OptimizerStateMonitor(LogProducer):
     """
 
     def on_train_begin(self, logs=None):
-        optimizer = self.model.optimizer
-        if not isinstance(optimizer, rules.Optimizer):
-            raise ValueError(
-                "OptimizerStateMonitor needs an optimizer of keras_optnotes.optimizers "
-                f"{rules.list_rules()}; the model has {type(optimizer).__name__}."
-            )
+        _monitored(self.model.optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
-        values = effective_learning_rates(self.model.optimizer)
-        summary = {
-            f"effective_learning_rate_{name}": float(np.percentile(values, q))
-            for name, q in PERCENTILES.items()
-        }
+        summary = {}
+        for suffix, optimizer in _monitored(self.model.optimizer).items():
+            values = effective_learning_rates(optimizer)
+            summary.update(
+                {
+                    f"effective_learning_rate_{name}{suffix}": float(
+                        np.percentile(values, q)
+                    )
+                    for name, q in PERCENTILES.items()
+                }
+            )
         if logs is not None:
             logs.update(summary)
