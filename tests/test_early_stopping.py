@@ -157,3 +157,119 @@ def test_missing_monitor_is_named(model):
     callback.on_train_begin()
     with pytest.raises(ValueError, match="val_loss"):
         callback.on_epoch_end(0, {"loss": 1.0})
+
+
+# -- mode: quantities to maximize (issue 12) ----------------------------------------
+
+# val_accuracy, t = 1..6; the error 1 − accuracy is 0.5, 0.3, 0.2, 0.21, 0.25, 0.3,
+# so by hand GL(4) = 100 (0.21/0.2 − 1) = 5, GL(5) = 25, GL(6) = 50.
+ACCURACY = [0.5, 0.7, 0.8, 0.79, 0.75, 0.7]
+
+
+def feed_metric(callback, model, values, key="val_accuracy"):
+    callback.set_model(model)
+    model.stop_training = False
+    callback.on_train_begin()
+    seen = []
+    for epoch, value in enumerate(values):
+        model.set_weights([np.full_like(w, epoch + 1) for w in model.get_weights()])
+        logs = {key: value, "loss": 1.0}
+        callback.on_epoch_end(epoch, logs)
+        seen.append(logs)
+        if model.stop_training:
+            break
+    callback.on_train_end()
+    return seen, callback.stopped_epoch
+
+
+@pytest.mark.parametrize("mode", ["max", "auto"])
+def test_accuracy_rising_is_progress_not_error(model, mode):
+    callback = PrecheltEarlyStopping(
+        "GL", alpha=10.0, monitor="val_accuracy", mode=mode
+    )
+    seen, stopped = feed_metric(callback, model, ACCURACY)
+    np.testing.assert_allclose(
+        [logs["prechelt_gl"] for logs in seen], [0, 0, 0, 5, 25], atol=1e-9
+    )
+    assert stopped == 5
+    assert callback.best_epoch == 3 and callback.best_value == 0.8
+    for weight in model.get_weights():  # restored: the highest accuracy, epoch 3
+        np.testing.assert_array_equal(weight, 3.0)
+
+
+def test_min_mode_on_accuracy_is_what_the_user_asked(model):
+    callback = PrecheltEarlyStopping(
+        "GL", alpha=10.0, monitor="val_accuracy", mode="min"
+    )
+    _, stopped = feed_metric(callback, model, ACCURACY)
+    assert stopped == 2  # 0.7 is a GL of 40 above the lowest value, 0.5
+
+
+@pytest.mark.parametrize(
+    "monitor, direction",
+    [
+        ("val_loss", "min"),
+        ("loss", "min"),
+        ("val_acc", "max"),
+        ("val_accuracy", "max"),
+        ("val_sparse_categorical_accuracy", "max"),
+        ("val_auc", "max"),
+        ("val_custom_loss", "min"),
+    ],
+)
+def test_auto_mode_reads_the_direction_from_the_name(monitor, direction):
+    assert PrecheltEarlyStopping(monitor=monitor).direction == direction
+
+
+def test_auto_mode_asks_the_model_metrics_then_gives_up_before_training():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x = np.zeros((4, 2), "float32")
+    stop = PrecheltEarlyStopping(monitor="val_mae")
+    model.fit(
+        x,
+        x[:, :1],
+        validation_data=(x, x[:, :1]),
+        epochs=1,
+        verbose=0,
+        callbacks=[stop],
+    )
+    assert stop.direction == "min"  # MeanAbsoluteError's own direction
+    unknown = PrecheltEarlyStopping(monitor="val_score")
+    with pytest.raises(ValueError, match=r"monitor='val_score'.*mode='max'"):
+        model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[unknown])
+
+
+def test_max_mode_needs_a_quantity_between_0_and_1(model):
+    callback = PrecheltEarlyStopping(monitor="val_accuracy", mode="max")
+    with pytest.raises(ValueError, match=r"val_accuracy.*\[0, 1\].*1.5"):
+        feed_metric(callback, model, [0.5, 1.5])
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"monitor": 123}, "monitor"),
+        ({"monitor": ""}, "monitor"),
+        ({"train_monitor": None}, "train_monitor"),
+        ({"restore_best_weights": "no"}, "restore_best_weights"),
+        ({"mode": "up"}, "mode"),
+        ({"verbose": "loud"}, "verbose"),
+        ({"verbose": -1}, "verbose"),
+        ({"criterion": 5}, "criterion"),
+    ],
+)
+def test_more_bad_arguments_are_named(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`") as error:
+        PrecheltEarlyStopping(**kwargs)
+    assert repr(next(iter(kwargs.values()))) in str(error.value)
+
+
+def test_config_round_trip_keeps_the_mode():
+    stop = PrecheltEarlyStopping("UP", strip_length=3, monitor="val_auc", mode="max")
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(stop)
+    )
+    assert type(restored) is PrecheltEarlyStopping
+    assert restored.get_config() == stop.get_config()
+    assert restored.get_config()["mode"] == "max"
