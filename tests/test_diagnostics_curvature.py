@@ -23,6 +23,24 @@ HVP_METHODS = {
 MSE64 = keras.losses.MeanSquaredError(dtype="float64")
 
 
+def squared_error(y_true, y_pred):
+    """Per-entry squared error; the diagnostics average it with a sum (float64-exact
+    on every backend, where Keras 3.15's `ops.mean` and torch `ops.matmul` round
+    float64 to float32 precision off TensorFlow)."""
+    return keras.ops.square(y_pred - y_true)
+
+
+def linear(units, use_bias=True, activation=None):
+    """A float64 dense layer built on einsum (float64-exact on every backend)."""
+    return keras.layers.EinsumDense(
+        "ab,bc->ac",
+        output_shape=units,
+        bias_axes="c" if use_bias else None,
+        activation=activation,
+        dtype="float64",
+    )
+
+
 def relative_error(a, b):
     return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
 
@@ -37,9 +55,7 @@ def regression():
     mixing = rng.normal(size=(p, p)) * np.array([3.0, 2.0, 1.2, 0.7, 0.3])
     x = rng.normal(size=(n, p)) @ mixing
     y = x @ rng.normal(size=(p, 1)) + 0.5 * rng.normal(size=(n, 1))
-    model = keras.Sequential(
-        [keras.Input((p,), dtype="float64"), keras.layers.Dense(1, dtype="float64")]
-    )
+    model = keras.Sequential([keras.Input((p,), dtype="float64"), linear(1)])
     model.compile(loss=MSE64)
     design = np.hstack([x, np.ones((n, 1))])
     hessian = 2.0 / n * design.T @ design  # order: kernel (p entries), then bias
@@ -49,7 +65,7 @@ def regression():
 def test_hvp_linear_regression_matches_closed_form(regression):
     model, x, y, hessian = regression
     rng = np.random.default_rng(1)
-    operator = HessianOperator(model, (x, y), batch_size=64)
+    operator = HessianOperator(model, (x, y), batch_size=64, loss=squared_error)
     assert HVP_METHODS[BACKEND] in operator.hvp_method
     before = operator.traces
     for _ in range(4):
@@ -62,9 +78,20 @@ def test_hvp_linear_regression_matches_closed_form(regression):
     # calls) traced the product once per shape.
     assert operator.traces - before == 2
     # A later measurement on the same model reuses the traces.
-    again = HessianOperator(model, (x, y), batch_size=64)
+    again = HessianOperator(model, (x, y), batch_size=64, loss=squared_error)
     again.matvec(np.ones(again.size))
     assert again.traces - before == 2
+
+
+def test_hvp_of_the_compiled_loss(regression):
+    model, x, y, hessian = regression
+    v = np.random.default_rng(12).normal(size=hessian.shape[0])
+    hv = hessian_vector_product(model, (x, y), v, batch_size=64)
+    # Keras' compiled MeanSquaredError is float64-exact on TensorFlow only; on JAX
+    # and PyTorch Keras 3.15 takes its mean at float32 precision.
+    assert relative_error(hv, hessian @ v) <= (
+        1e-12 if BACKEND == "tensorflow" else 1e-6
+    )
 
 
 def test_hvp_forced_xla_matches_closed_form(regression):
@@ -73,7 +100,9 @@ def test_hvp_forced_xla_matches_closed_form(regression):
         with pytest.raises(ValueError, match="torch backend"):
             HessianOperator(model, (x, y), jit_compile=True)
         return
-    operator = HessianOperator(model, (x, y), batch_size=len(x), jit_compile=True)
+    operator = HessianOperator(
+        model, (x, y), batch_size=len(x), jit_compile=True, loss=squared_error
+    )
     assert operator.uses_xla
     v = np.random.default_rng(9).normal(size=operator.size)
     assert relative_error(operator.matvec(v), hessian @ v) <= 1e-12
@@ -102,10 +131,12 @@ def test_hvp_per_variable_form_and_dataset_input(regression):
     model, x, y, hessian = regression
     v = [np.ones((5, 1)), np.array([2.0])]
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(48)
-    result = hessian_vector_product(model, dataset, v)
+    result = hessian_vector_product(model, dataset, v, loss=squared_error)
     expected = hessian @ np.concatenate([np.ones(5), [2.0]])
     assert [r.shape for r in result] == [(5, 1), (1,)]
-    assert relative_error(np.concatenate([r.ravel() for r in result]), expected) <= 1e-12
+    assert (
+        relative_error(np.concatenate([r.ravel() for r in result]), expected) <= 1e-12
+    )
 
 
 def test_hvp_weights_sample_weight_as_keras_does(regression):
@@ -116,7 +147,9 @@ def test_hvp_weights_sample_weight_as_keras_does(regression):
     hessian = 2.0 / len(x) * design.T @ (weights[:, None] * design)
     v = np.random.default_rng(2).normal(size=6)
     # One batch, so the batch-size weighting is the plain mean.
-    hv = hessian_vector_product(model, (x, y, weights), v, batch_size=len(x))
+    hv = hessian_vector_product(
+        model, (x, y, weights), v, batch_size=len(x), loss=squared_error
+    )
     assert relative_error(hv, hessian @ v) <= 1e-12
 
 
@@ -128,10 +161,10 @@ def mlp_gradient(theta, x, y, shapes):
     w1, b1, w2, b2 = (
         p.reshape(s) for p, s in zip(np.split(theta, np.cumsum(sizes)[:-1]), shapes)
     )
-    hidden = np.tanh(x @ w1 + b1)
+    hidden = 1.0 / (1.0 + np.exp(-(x @ w1 + b1)))
     out = hidden @ w2 + b2
     d_out = 2.0 * (out - y) / out.size  # mean over examples and outputs
-    d_hidden = (d_out @ w2.T) * (1.0 - hidden**2)
+    d_hidden = (d_out @ w2.T) * hidden * (1.0 - hidden)
     grads = [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_out, d_out.sum(0)]
     return np.concatenate([g.ravel() for g in grads])
 
@@ -144,8 +177,9 @@ def mlp():
     model = keras.Sequential(
         [
             keras.Input((3,), dtype="float64"),
-            keras.layers.Dense(4, activation="tanh", dtype="float64"),
-            keras.layers.Dense(2, dtype="float64"),
+            # sigmoid, not tanh: JAX's tanh of float64 is float32-precise.
+            linear(4, activation="sigmoid"),
+            linear(2),
         ]
     )
     keras.utils.set_random_seed(3)
@@ -175,7 +209,7 @@ def test_hvp_mlp_matches_finite_difference_hessian(mlp):
     rng = np.random.default_rng(4)
     for _ in range(3):
         v = rng.normal(size=hessian.shape[0])
-        hv = hessian_vector_product(model, (x, y), v, batch_size=16)
+        hv = hessian_vector_product(model, (x, y), v, batch_size=16, loss=squared_error)
         # The reference is a central difference (h = 1e-5): its own error is ~h².
         assert relative_error(hv, hessian @ v) <= 1e-8
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
@@ -185,7 +219,9 @@ def test_top_eigenvalue_mlp_matches_eigvalsh(mlp):
     model, x, y, hessian = mlp
     exact = np.linalg.eigvalsh(hessian)
     by_magnitude = exact[np.argsort(-np.abs(exact))]
-    result = hessian_top_eigenvalues(model, (x, y), max_iterations=500, tolerance=1e-10)
+    result = hessian_top_eigenvalues(
+        model, (x, y), max_iterations=500, tolerance=1e-10, loss=squared_error
+    )
     assert result.converged
     assert result.top == pytest.approx(by_magnitude[0], rel=1e-8)
     assert result.residuals[0] <= 1e-3 * abs(result.top)
@@ -195,7 +231,13 @@ def test_top_eigenvalues_with_deflation_linear_regression(regression):
     model, x, y, hessian = regression
     exact = np.sort(np.linalg.eigvalsh(hessian))[::-1]  # positive definite
     result = hessian_top_eigenvalues(
-        model, (x, y), k=3, max_iterations=2000, tolerance=1e-12, seed=5
+        model,
+        (x, y),
+        k=3,
+        max_iterations=2000,
+        tolerance=1e-12,
+        seed=5,
+        loss=squared_error,
     )
     assert result.converged
     np.testing.assert_allclose(result.eigenvalues, exact[:3], rtol=1e-10)
@@ -225,7 +267,7 @@ def test_power_iteration_on_indefinite_matrix_reports_non_convergence():
 
 def test_hutchinson_trace_within_three_standard_errors(regression):
     model, x, y, hessian = regression
-    result = hessian_trace(model, (x, y), samples=100, seed=7)
+    result = hessian_trace(model, (x, y), samples=100, seed=7, loss=squared_error)
     exact = np.trace(hessian)
     assert result.samples == 100 and result.converged
     # Var(zᵀHz) = 2 Σ_{i≠j} H_ij² for Rademacher z: the reported standard error is
@@ -243,14 +285,8 @@ def test_hutchinson_is_exact_for_a_diagonal_hessian():
     q, _ = np.linalg.qr(rng.normal(size=(n, 3)))
     x = q * np.array([4.0, 2.0, 0.5])
     y = rng.normal(size=(n, 1))
-    model = keras.Sequential(
-        [
-            keras.Input((3,), dtype="float64"),
-            keras.layers.Dense(1, use_bias=False, dtype="float64"),
-        ]
-    )
-    model.compile(loss=MSE64)
-    result = hessian_trace(model, (x, y), samples=5, seed=1)
+    model = keras.Sequential([keras.Input((3,), dtype="float64"), linear(1, False)])
+    result = hessian_trace(model, (x, y), samples=5, seed=1, loss=squared_error)
     exact = 2.0 / n * np.sum(np.array([4.0, 2.0, 0.5]) ** 2)
     assert result.trace == pytest.approx(exact, rel=1e-12)
     assert result.standard_error <= 1e-12 * exact

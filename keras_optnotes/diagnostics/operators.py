@@ -9,9 +9,13 @@ over all of them, which for a mean-reduced loss is the loss of the whole data se
 
 Precision: Keras casts the value of the *compiled* loss to `keras.config.floatx()`
 (float32 by default) even for a float64 model; gradients and Hessian-vector products
-are unaffected, but differences of loss values (Keskar sharpness) are then rounded at
-about 1e-7 relative. Pass `loss=` a loss built with `dtype="float64"` (or set floatx)
-to measure in float64.
+are unaffected on TensorFlow, but differences of loss values (Keskar sharpness) are
+then rounded at about 1e-7 relative. Pass `loss=` a loss built with
+`dtype="float64"` (or set floatx) to measure in float64. On JAX and PyTorch, Keras
+3.15 also computes some ops of float64 tensors at float32 precision (`ops.mean`, and
+on PyTorch `ops.matmul`, hence `Dense`: its dtype promotion maps float64 to float32
+off TensorFlow); a float64 measurement there needs layers and a loss built from
+ops that keep float64 (`EinsumDense`; a callable `loss=`, averaged here by a sum).
 
 Everything is computed with `training=False` unless told otherwise: dropout off,
 batch normalization on its moving statistics, so that the loss is a deterministic
@@ -53,6 +57,21 @@ def check_model(model: Any) -> None:
         raise ValueError(f"`model` ({model.name!r}) has no trainable variables.")
 
 
+def _mean(values, keep_first_axis: bool = False):
+    """The mean over all axes (or all but the first), as a sum over a count.
+
+    Not `keras.ops.mean`: off TensorFlow, Keras 3.15 computes the mean of a float64
+    tensor at float32 precision (its dtype promotion maps float64 to float32 there).
+    """
+    if keep_first_axis:
+        if len(values.shape) <= 1:
+            return values
+        axes = tuple(range(1, len(values.shape)))
+        count = int(np.prod(values.shape[1:]))
+        return keras.ops.sum(values, axis=axes) / count
+    return keras.ops.sum(values) / keras.ops.cast(keras.ops.size(values), values.dtype)
+
+
 def loss_function(model: keras.Model, loss: Any) -> Callable:
     """`f(x, y, sample_weight, y_pred, training) -> scalar` for the chosen loss."""
     if loss is None:
@@ -74,12 +93,12 @@ def loss_function(model: keras.Model, loss: Any) -> Callable:
         if isinstance(loss_object, keras.losses.Loss):
             total = loss_object(y, y_pred, sample_weight)
         else:
-            per_example = loss_object(y, y_pred)
+            per_example = _mean(loss_object(y, y_pred), keep_first_axis=True)
             if sample_weight is not None:
                 per_example = per_example * keras.ops.cast(
-                    sample_weight, per_example.dtype
+                    keras.ops.reshape(sample_weight, (-1,)), per_example.dtype
                 )
-            total = keras.ops.mean(per_example)
+            total = _mean(per_example)
         for extra in model.losses:
             total = total + keras.ops.cast(extra, total.dtype)
         return total
@@ -153,7 +172,9 @@ class HessianOperator:
       data: a `tf.data.Dataset` of `(x, y[, sample_weight])` batches, or a tuple of
         arrays `(x, y[, sample_weight])`.
       loss: `None` for the compiled loss, else a Keras loss, its name or a callable
-        `loss(y_true, y_pred)` returning per-example values (averaged here).
+        `loss(y_true, y_pred)` returning per-example (or per-entry) values: they are
+        averaged over all but the first axis, weighted by `sample_weight` when the
+        data have one, and averaged over the batch (Keras' convention).
       training: the `training` flag of the forward pass (default `False`: dropout off,
         batch normalization on its moving statistics).
       batch_size: batch size for array data (ignored for a dataset).
