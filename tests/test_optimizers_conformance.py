@@ -401,6 +401,34 @@ def test_bad_argument_raises_naming_it(rule, name, value):
     assert repr(value) in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "rule, name, value", BAD, ids=[f"{r}-{n}-{v!r}" for r, n, v in BAD]
+)
+def test_bad_assignment_after_construction_raises_naming_it(rule, name, value):
+    """The same table checks `optimizer.beta_1 = 5.0` as `Adam(beta_1=5.0)`."""
+    optimizer = optimizers.get(rule)
+    before = optimizer.get_config()
+    with pytest.raises(ValueError, match=f"`{name}`") as error:
+        setattr(optimizer, name, value)
+    assert repr(value) in str(error.value)
+    assert optimizer.get_config() == before
+
+
+def test_good_assignment_takes_effect_at_the_next_step():
+    """Also on the fused path, whose compiled function held the old value."""
+    variable = keras.Variable([1.0], dtype="float64")
+    optimizer = optimizers.Momentum(learning_rate=0.1, momentum=0.5)
+    one = keras.ops.convert_to_tensor([1.0], dtype="float64")
+    optimizer.apply([one], [variable])  # a = 1, θ = 1 − 0.1
+    optimizer.momentum = np.float32(0.25)
+    optimizer.learning_rate = 0.5
+    optimizer.apply([one], [variable])  # a = 0.25 + 1, θ −= 0.5 · 1.25
+    lr32 = float(np.float32(0.1))
+    assert variable.numpy()[0] == pytest.approx(1.0 - lr32 - 0.5 * 1.25, rel=1e-14)
+    assert optimizer.get_config()["momentum"] == 0.25
+    assert type(optimizer.momentum) is float
+
+
 def test_two_clip_arguments_at_once_are_rejected():
     with pytest.raises(ValueError, match="clipnorm=1.0, clipvalue=0.5"):
         optimizers.Adam(clipnorm=1.0, clipvalue=0.5)

@@ -172,6 +172,11 @@ class Optimizer(keras.optimizers.Optimizer):
         check = self._CHECKS.get(name)
         if check is not None:
             value = check(name, value)
+            if name in self.HYPERPARAMETERS and hasattr(self, "_fused"):
+                # The fused functions hold the hyper-parameters as constants: retrace.
+                # (A `fit` that is running has traced them as constants too, as with
+                # Keras' own optimizers; only the learning rate is a variable.)
+                self._fused.functions.clear()
         super().__setattr__(name, value)
 
     # -- constants -----------------------------------------------------------------
