@@ -132,3 +132,77 @@ RULES = {
         Adam,
     )
 }
+
+
+# -- the large-batch remedies (SPEC §3) ---------------------------------------------
+
+
+class LARS:
+    """You et al. 2017, Algorithm 1; `adapt=False` is the plain step of rank ≤ 1
+    variables (no trust ratio, no decay)."""
+
+    def __init__(
+        self,
+        lr,
+        shape,
+        momentum=0.9,
+        weight_decay=0.0,
+        trust_coefficient=0.001,
+        epsilon=1e-8,
+        adapt=True,
+    ):
+        self.lr, self.m, self.wd = lr, momentum, weight_decay
+        self.tc, self.eps, self.adapt = trust_coefficient, epsilon, adapt
+        self.v = np.zeros(shape)
+
+    def step(self, w, g, t):
+        ratio, d = 1.0, g
+        if self.adapt:
+            d = g + self.wd * w
+            w_norm, g_norm = np.linalg.norm(w), np.linalg.norm(g)
+            if w_norm > 0 and g_norm > 0:
+                ratio = self.tc * w_norm / (g_norm + self.wd * w_norm + self.eps)
+        self.v = self.m * self.v + self.lr * ratio * d
+        return w - self.v
+
+
+class KerasAdamW:
+    """Keras' own `keras.optimizers.AdamW` as its documentation writes it: decoupled
+    decay w ← w − η λ w, then m, v and w ← w − η √(1−β2^t)/(1−β1^t) · m / (√v + ε)."""
+
+    def __init__(
+        self, lr, shape, weight_decay=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-7
+    ):
+        self.lr, self.wd, self.b1, self.b2, self.eps = (
+            lr,
+            weight_decay,
+            beta_1,
+            beta_2,
+            epsilon,
+        )
+        self.m = np.zeros(shape)
+        self.v = np.zeros(shape)
+
+    def step(self, w, g, t):
+        w = w - self.lr * self.wd * w
+        self.m = self.b1 * self.m + (1 - self.b1) * g
+        self.v = self.b2 * self.v + (1 - self.b2) * g**2
+        rate = self.lr * np.sqrt(1 - self.b2**t) / (1 - self.b1**t)
+        return w - rate * self.m / (np.sqrt(self.v) + self.eps)
+
+
+class Lookahead:
+    """Zhang et al. 2019, Algorithm 1, around any reference rule above: the slow
+    weights start at the initial weights; after every k-th inner step
+    φ ← φ + α (θ − φ) and θ ← φ."""
+
+    def __init__(self, inner, initial, sync_period=5, slow_step_size=0.5):
+        self.inner, self.k, self.alpha = inner, sync_period, slow_step_size
+        self.slow = np.array(initial, dtype=np.float64)
+
+    def step(self, theta, g, t):
+        theta = self.inner.step(theta, g, t)
+        if t % self.k == 0:
+            self.slow = self.slow + self.alpha * (theta - self.slow)
+            theta = self.slow.copy()
+        return theta

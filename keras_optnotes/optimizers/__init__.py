@@ -19,9 +19,12 @@ from keras_optnotes.optimizers.adagrad import Adagrad
 from keras_optnotes.optimizers.adam import Adam
 from keras_optnotes.optimizers.base import Optimizer
 from keras_optnotes.optimizers.gradient_descent import GradientDescent
+from keras_optnotes.optimizers.lars import LARS
+from keras_optnotes.optimizers.lookahead import Lookahead
 from keras_optnotes.optimizers.momentum import Momentum
 from keras_optnotes.optimizers.nesterov_momentum import NesterovMomentum
 from keras_optnotes.optimizers.rmsprop import RMSprop
+from keras_optnotes.optimizers.scaling import scaled_learning_rate
 
 # In the order the notes introduce them.
 _RULES = (GradientDescent, Momentum, NesterovMomentum, Adagrad, Adadelta, RMSprop, Adam)
@@ -70,10 +73,13 @@ __all__ = [
     "Adagrad",
     "Adam",
     "GradientDescent",
+    "LARS",
+    "Lookahead",
     "Momentum",
     "NesterovMomentum",
     "Optimizer",
     "RMSprop",
     "get",
     "list_rules",
+    "scaled_learning_rate",
 ]
