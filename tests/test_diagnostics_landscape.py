@@ -1,5 +1,7 @@
 """Keskar sharpness, loss landscapes and the learning-rate range test, against closed
-forms of linear least squares worked out in NumPy."""
+forms of linear least squares worked out in NumPy, on every backend."""
+
+import itertools
 
 import keras
 import numpy as np
@@ -14,15 +16,15 @@ from keras_optnotes.diagnostics import (
     plot_loss_surface,
     random_direction,
 )
-
-# Hessian-vector products need double back-propagation in TensorFlow.
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="the diagnostics need the TensorFlow backend",
-)
+from keras_optnotes.diagnostics.lr_range import _suggest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MSE64 = keras.losses.MeanSquaredError(dtype="float64")
+
+
+def squared_error(y_true, y_pred):
+    """Per-entry squared error, averaged by the diagnostics with a sum: float64-exact
+    on every backend (Keras 3.15's `ops.mean` is float32-precise off TensorFlow)."""
+    return keras.ops.square(y_pred - y_true)
 
 
 def weights_equal(before, after):
@@ -30,10 +32,11 @@ def weights_equal(before, after):
 
 
 def linear_model(p, dtype="float64"):
+    # EinsumDense, not Dense: Keras 3.15's torch matmul rounds float64 to float32.
     model = keras.Sequential(
         [
             keras.Input((p,), dtype=dtype),
-            keras.layers.Dense(1, use_bias=False, dtype=dtype),
+            keras.layers.EinsumDense("ab,bc->ac", output_shape=1, dtype=dtype),
         ]
     )
     model.compile(loss=keras.losses.MeanSquaredError(dtype=dtype))
@@ -64,7 +67,7 @@ def test_keskar_sharpness_at_quadratic_minimum_matches_closed_form(quadratic):
     # `loss=` in float64: Keras rounds the compiled loss' value to floatx (float32),
     # too coarse for differences of 1e-5.
     result = keskar_sharpness(
-        model, (x, y), epsilon=epsilon, max_iterations=10, loss=MSE64
+        model, (x, y), epsilon=epsilon, max_iterations=10, loss=squared_error
     )
     # At the minimum f(w + δ) − f(w) = ½ Σ h_i δ_i², largest at any corner of the box.
     delta = epsilon * (np.abs(w_star) + 1.0)
@@ -76,13 +79,27 @@ def test_keskar_sharpness_at_quadratic_minimum_matches_closed_form(quadratic):
     assert weights_equal(before, model.get_weights())
 
 
-def test_keskar_sharpness_in_a_subspace_rises_and_restores_weights(quadratic):
+def test_keskar_sharpness_in_a_subspace_matches_closed_form(quadratic):
     model, x, y, w_star, h, c = quadratic
     before = [w.copy() for w in model.get_weights()]
-    result = keskar_sharpness(model, (x, y), epsilon=1e-3, subspace_dim=2, seed=3)
-    assert result.subspace_dim == 2
-    assert result.sharpness > 0.0
-    assert result.max_loss > result.loss
+    epsilon, p, seed = 1e-3, 2, 3
+    result = keskar_sharpness(
+        model, (x, y), epsilon=epsilon, subspace_dim=p, seed=seed, loss=squared_error
+    )
+    # The same draw of A (n×p standard normal, first from the seeded generator).
+    basis = np.random.default_rng(seed).standard_normal((w_star.size, p))
+    center = np.linalg.pinv(basis) @ w_star  # A⁺x
+    half_width = epsilon * (np.abs(center) + 1.0)
+    # At the minimum f(x + Ay) − f(x) = ½ (Ay)ᵀ H (Ay), convex in y: its maximum over
+    # the box is at one of the 2ᵖ corners.
+    corners = [
+        np.array(signs) * half_width
+        for signs in itertools.product((-1.0, 1.0), repeat=p)
+    ]
+    rise = max(0.5 * np.sum(h * (basis @ y) ** 2) for y in corners)
+    assert result.subspace_dim == p
+    assert result.sharpness == pytest.approx(100.0 * rise / (1.0 + c), rel=1e-6)
+    assert result.max_loss - result.loss == pytest.approx(rise, rel=1e-6)
     assert weights_equal(before, model.get_weights())
 
 
@@ -105,7 +122,7 @@ def test_loss_along_direction_and_interpolation_match_closed_forms(quadratic, tm
 
     d = np.array([0.3, -0.2, 0.1, 0.5])
     line = loss_along_line(
-        model, (x, y), [d.reshape(4, 1)], alphas, batch_size=50, loss=MSE64
+        model, (x, y), [d.reshape(4, 1)], alphas, batch_size=50, loss=squared_error
     )
     np.testing.assert_allclose(
         line.losses, [f(w_star + a * d) for a in alphas], rtol=1e-10
@@ -115,7 +132,7 @@ def test_loss_along_direction_and_interpolation_match_closed_forms(quadratic, tm
     other = linear_model(4)
     other.set_weights([w_other.reshape(4, 1)])
     line = loss_along_line(
-        model, (x, y), other_weights=other, alphas=alphas, loss=MSE64
+        model, (x, y), other_weights=other, alphas=alphas, loss=squared_error
     )
     expected = [f((1 - a) * w_star + a * w_other) for a in alphas]
     np.testing.assert_allclose(line.losses, expected, rtol=1e-10)
@@ -134,7 +151,7 @@ def test_loss_surface_matches_closed_form(quadratic, tmp_path):
         (x, y),
         ([d1.reshape(4, 1)], [d2.reshape(4, 1)]),
         (grid, grid[:2]),
-        loss=MSE64,
+        loss=squared_error,
     )
     assert surface.losses.shape == (3, 2)
     for i, a in enumerate(grid):
@@ -172,7 +189,7 @@ def test_filter_normalized_direction():
     )
     direction = random_direction(model, seed=1)
     for variable, d in zip(model.trainable_variables, direction):
-        w = variable.numpy().astype(np.float64)
+        w = keras.ops.convert_to_numpy(variable).astype(np.float64)
         assert d.shape == w.shape
         if w.ndim == 1:  # conv and dense biases, BN gamma and beta
             assert np.all(d == 0.0)
@@ -185,10 +202,13 @@ def test_filter_normalized_direction():
     other = random_direction(model, seed=2)
     assert not np.allclose(direction[0], other[0])
     kept = random_direction(model, ignore="none", seed=1)
-    np.testing.assert_array_equal(kept[1], model.trainable_variables[1].numpy())
+    np.testing.assert_array_equal(
+        kept[1], keras.ops.convert_to_numpy(model.trainable_variables[1])
+    )
     layer = random_direction(model, normalization="layer", seed=1)
     assert np.linalg.norm(layer[0]) == pytest.approx(
-        np.linalg.norm(model.trainable_variables[0].numpy()), rel=1e-6
+        np.linalg.norm(keras.ops.convert_to_numpy(model.trainable_variables[0])),
+        rel=1e-6,
     )
     with pytest.raises(ValueError, match="`normalization`"):
         random_direction(model, normalization="batch")
@@ -216,6 +236,12 @@ def test_lr_range_test_finds_the_divergence_of_gradient_descent(tmp_path):
     stop_rate = result.learning_rates[-1]
     assert stop_rate > 2.0 / lam_max  # it cannot diverge below the stability limit
     assert result.suggested_learning_rate < 2.0 / lam_max
+    # The rule: steepest slope of the smoothed loss against log η, up to its minimum.
+    stop = int(np.argmin(result.smoothed_losses)) + 1
+    slopes = np.gradient(
+        result.smoothed_losses[:stop], np.log(result.learning_rates[:stop])
+    )
+    assert result.suggested_learning_rate == result.learning_rates[np.argmin(slopes)]
     # The smoothing is a bias-corrected EMA of the recorded losses.
     average, expected = 0.0, []
     for i, value in enumerate(result.losses):
@@ -223,8 +249,10 @@ def test_lr_range_test_finds_the_divergence_of_gradient_descent(tmp_path):
         expected.append(average / (1 - 0.95 ** (i + 1)))
     np.testing.assert_allclose(result.smoothed_losses, expected, rtol=1e-10)
     assert weights_equal(before, model.get_weights())
-    assert int(model.optimizer.iterations.numpy()) == 0
-    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
+    assert float(
+        keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+    ) == pytest.approx(0.01)
     assert open(tmp_path / "lr.png", "rb").read(8) == PNG_MAGIC
     with pytest.raises(ValueError, match="`end`"):
         lr_range_test(model, (x, y), start=1.0, end=0.5)
@@ -255,3 +283,15 @@ def test_lr_range_test_with_non_finite_loss_reports_divergence():
         result = lr_range_test(model, (bad, y), steps=10, batch_size=16)
         assert result.diverged
         assert result.steps == row // 16 + 1
+
+
+def test_suggested_learning_rate_is_steepest_descent_before_the_minimum():
+    rates = np.array([1e-3, 1e-2, 1e-1, 1.0, 10.0])
+    smoothed = np.array([1.0, 0.9, 0.5, 0.3, 2.0])
+    # Slopes in log η (step h = ln 10) up to the minimum at index 3: −0.1/h (one-sided),
+    # −0.25/h, −0.3/h, −0.2/h (one-sided): steepest at index 2, η = 0.1 — not the
+    # minimum (η = 1) and not the rise after it.
+    assert _suggest(rates, smoothed) == 0.1
+    # A drop that steepens right up to the minimum: the minimum's own point.
+    assert _suggest(rates, np.array([1.0, 0.99, 0.9, 0.1, 0.2])) == 1.0
+    assert np.isnan(_suggest(rates[:2], np.array([np.nan, np.nan])))
