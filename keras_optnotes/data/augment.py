@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keras_optnotes.checks import check_in_range
+from keras_optnotes.checks import check_in_range, check_integer
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -14,6 +14,58 @@ _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 def _check_fraction(name: str, value, upper: float | None = 1.0) -> float:
     return check_in_range(name, value, 0.0, upper, low_inclusive=False)
+
+
+def _shape(shape) -> str:
+    return str(tuple(shape.as_list()))
+
+
+def _batch_shapes(dataset, tf):
+    """The static shapes of a batch's images and labels, after checking them."""
+    if not isinstance(dataset, tf.data.Dataset) or not (
+        isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 2
+    ):
+        raise ValueError(
+            "`dataset` must be a batched tf.data.Dataset of (images, labels). "
+            f"Received: dataset={dataset!r}"
+        )
+    images, labels = (spec.shape for spec in dataset.element_spec)
+    if images.rank == 3 and labels.rank == 0:
+        raise ValueError(
+            "`dataset` must give batches, but it is unbatched: images of shape "
+            f"{_shape(images)} with scalar labels. Batch it first: dataset.batch(n)."
+        )
+    if images.rank != 4:
+        received = "of unknown rank" if images.rank is None else _shape(images)
+        raise ValueError(
+            "`dataset` must give batches of images of shape (N, H, W, C), channels "
+            f"last. Received: images {received}. Grey-level images need a channel "
+            "axis (x[..., np.newaxis]); an unbatched dataset needs .batch(n)."
+        )
+    if labels.rank not in (1, 2):
+        raise ValueError(
+            "`dataset` must give labels of shape (N,) (class ids) or (N, K) "
+            f"(one-hot). Received: labels of shape {labels}"
+        )
+    return images, labels
+
+
+def _one_hot(labels, num_classes: int, tf):
+    """One-hot rows of integer labels; a class id outside [0, num_classes) stops the
+    batch (tf.one_hot would give it an all-zero row)."""
+    ids = tf.cast(labels, "int64")
+    message = (
+        f"augment(num_classes={num_classes}): a batch holds class ids outside "
+        f"[0, {num_classes}), the range `num_classes` allows"
+    )
+    checks = [
+        tf.debugging.assert_non_negative(ids, message=message),
+        tf.debugging.assert_less(
+            ids, tf.constant(num_classes, "int64"), message=message
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.one_hot(ids, num_classes)
 
 
 def augment(
@@ -34,7 +86,9 @@ def augment(
     Each batch x of shape (N, H, W, C), channels last, goes through, in this order
     and only for the arguments given:
 
-    - `flip`: `keras.layers.RandomFlip(flip)`;
+    - `flip`: `keras.layers.RandomFlip(flip)`, each image mirrored or not with
+      probability 1/2 ("horizontal_and_vertical" mirrors both axes together, a
+      half turn, or neither);
     - `rotate`: `keras.layers.RandomRotation(rotate)`, an angle drawn in
       [−rotate, rotate] · 2π;
     - `zoom`: `keras.layers.RandomZoom(zoom)`, the height and width scaled by up to
@@ -86,13 +140,8 @@ def augment(
     import keras
     import tensorflow as tf
 
-    if not isinstance(dataset, tf.data.Dataset) or not (
-        isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 2
-    ):
-        raise ValueError(
-            "`dataset` must be a batched tf.data.Dataset of (images, labels). "
-            f"Received: dataset={dataset!r}"
-        )
+    image_shape, label_shape = _batch_shapes(dataset, tf)
+    seed = check_integer("seed", seed, 0)
     image_layers = []
     if flip is not None:
         if flip not in _FLIP_MODES:
@@ -117,6 +166,14 @@ def augment(
                 "`crop` must be a pair of positive integers (height, width). "
                 f"Received: crop={crop!r}"
             )
+        height, width = image_shape[1:3]
+        if (height is not None and crop[0] > height) or (
+            width is not None and crop[1] > width
+        ):
+            raise ValueError(
+                f"`crop` must fit in the images. Received: crop={tuple(crop)} for "
+                f"{height} x {width} images (Keras' RandomCrop would upscale them)"
+            )
         image_layers.append(lambda s: keras.layers.RandomCrop(*crop, seed=s))
     if cutout is not None:
         cutout = _check_fraction("cutout", cutout)
@@ -134,20 +191,18 @@ def augment(
         mixing_layers.append(
             lambda s: keras.layers.CutMix(factor=(cutmix_alpha, cutmix_alpha), seed=s)
         )
-    if num_classes is not None and (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int)
-        or num_classes < 2
-    ):
-        raise ValueError(
-            "`num_classes` must be an integer >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    integer_labels = dataset.element_spec[1].shape.rank == 1
+    if num_classes is not None:
+        num_classes = check_integer("num_classes", num_classes, 2)
+    integer_labels = label_shape.rank == 1
     if mixing_layers and integer_labels and num_classes is None:
         raise ValueError(
             "MixUp and CutMix mix one-hot labels: pass `num_classes` for integer "
             "labels of shape (N,), or give one-hot labels."
+        )
+    if not integer_labels and num_classes not in (None, label_shape[-1]):
+        raise ValueError(
+            f"`num_classes` must match the one-hot labels' width. Received: "
+            f"num_classes={num_classes} for labels of shape {_shape(label_shape)}"
         )
     layers = [make(seed + i) for i, make in enumerate(image_layers + mixing_layers)]
     first_mixing = len(image_layers)
@@ -160,7 +215,7 @@ def augment(
             images = layer(images, training=True)
         if first_mixing < len(layers):
             labels = (
-                tf.one_hot(tf.cast(labels, "int32"), num_classes)
+                _one_hot(labels, num_classes, tf)
                 if integer_labels
                 else tf.cast(labels, "float32")
             )
