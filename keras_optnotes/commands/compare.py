@@ -196,10 +196,6 @@ def run(args: argparse.Namespace) -> int:
             )
         except (ImportError, data.DatasetUnavailableError) as error:
             raise UsageError(f"--dataset {args.dataset}: {error}") from error
-        title = (
-            f"{split.name}: {len(split.x_train)} training samples, batch "
-            f"{args.batch_size}, seed {args.seed}, jit_compile={args.jit}"
-        )
         comparison = run_comparison(
             split,
             learning_rates,
@@ -210,8 +206,13 @@ def run(args: argparse.Namespace) -> int:
             verbose="auto",
             progress=lambda line: print(line, flush=True),
         )
+        title = (
+            f"{comparison.dataset}: {comparison.train_samples} training samples, "
+            f"batch {comparison.batch_size}, seed {comparison.seed}, "
+            f"jit_compile={comparison.jit_compile}"
+        )
         table = markdown_table(TABLE_COLUMNS, comparison.table_rows())
-        summary = f"{title}, {epochs} epochs."
+        summary = f"{title}, {comparison.epochs} epochs."
         written = write_report(
             staging,
             NAME,

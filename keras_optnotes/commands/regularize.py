@@ -11,8 +11,9 @@ prints the table and writes `regularize.md`, `regularize.csv` and `regularize.pn
 Python use, without the command line:
 
 >>> from keras_optnotes import data  # doctest: +SKIP
->>> from keras_optnotes.experiments.regularize import run_ablation
->>> ablation = run_ablation(data.load("digits"), ["none", "dropout"], epochs=20)
+>>> from keras_optnotes.experiments.regularize import VALIDATION_FRACTION, run_ablation
+>>> split = data.load("digits", validation_fraction=VALIDATION_FRACTION)
+>>> ablation = run_ablation(split, ["none", "dropout"], epochs=20)
 >>> none = ablation.get("none")
 >>> none.val_accuracy, none.accuracy_gap, none.loss_gap
 """
@@ -200,13 +201,6 @@ def run(args: argparse.Namespace) -> int:
         techniques = parse_techniques(args.techniques, images=images)
         if args.quick and args.techniques is None:
             techniques = tuple(t for t in QUICK_TECHNIQUES if t in techniques)
-        train_size = min(train_size, len(split.x_train))
-        title = (
-            f"{split.name}: {train_size} training samples "
-            f"({args.label_noise:.0%} of their labels wrong) and {len(split.x_val)} "
-            f"validation samples, {epochs} epochs, batch {args.batch_size}, "
-            f"seed {args.seed}"
-        )
         ablation = run_ablation(
             split,
             techniques,
@@ -216,6 +210,12 @@ def run(args: argparse.Namespace) -> int:
             label_noise=args.label_noise,
             seed=args.seed,
             progress=lambda line: print(line, flush=True),
+        )
+        title = (
+            f"{ablation.dataset}: {ablation.train_samples} training samples "
+            f"({ablation.label_noise:.0%} of their labels wrong) and "
+            f"{ablation.val_samples} validation samples, {ablation.epochs} epochs, "
+            f"batch {ablation.batch_size}, seed {ablation.seed}"
         )
         rows = ablation.table_rows()
         table = markdown_table(TABLE_COLUMNS, rows)
