@@ -80,6 +80,12 @@ class BatchFunctions(BatchFunctionsBase):
     # --- calls -------------------------------------------------------------------
 
     def _values(self):
+        # Inside `fit`, Keras' JAX trainer keeps the state outside the variables
+        # (and empties them) between epochs; a callback that reads the weights
+        # asks for them back, as Keras provides for.
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
         return (
             [v.value for v in self.variables],
             [v.value for v in self._non_trainable],
