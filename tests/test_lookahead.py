@@ -147,6 +147,20 @@ def test_gradient_accumulation_counts_real_updates():
     assert values == [0.0, -1.0, -1.0, -1.0, -1.0, -2.0]
 
 
+def test_slow_weights_start_at_the_weights_of_the_first_step():
+    """Weights set after `build()` (`load_weights`) are where the slow weights start:
+    with k = 2, α = 0.5 and GD(η=1) on g = 1 from θ = 3 (set after building at 0):
+    θ = 2, 1, then φ = 3 + 0.5·(1 − 3) = 2."""
+    optimizer = optimizers.Lookahead(optimizers.GradientDescent(1.0), 2, 0.5)
+    variable = keras.Variable([0.0], dtype="float64")
+    optimizer.build([variable])
+    variable.assign([3.0])
+    for _ in range(2):
+        optimizer.apply([keras.ops.convert_to_tensor([1.0], "float64")], [variable])
+    assert float(keras.ops.convert_to_numpy(variable)[0]) == 2.0
+    assert float(keras.ops.convert_to_numpy(optimizer.slow_weights[0])[0]) == 2.0
+
+
 # -- delegation ------------------------------------------------------------------------
 
 

@@ -7,3 +7,7 @@ from keras_optnotes.callbacks.optimizer_state import (  # noqa: F401
     effective_learning_rates,
 )
 from keras_optnotes.callbacks.sharpness_monitor import SharpnessMonitor  # noqa: F401
+from keras_optnotes.callbacks.swa import (  # noqa: F401
+    StochasticWeightAveraging,
+    recompute_batch_normalization_statistics,
+)
