@@ -92,6 +92,7 @@ def corrupt_labels(
     """
     fraction = check_in_range("fraction", fraction, 0.0, 1.0)
     num_classes = check_integer("num_classes", num_classes, 2)
+    seed = check_integer("seed", seed, 0)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
@@ -187,6 +188,7 @@ def digits(*, validation_fraction: float = 0.2, seed: int = 0) -> Split:
         Alpaydin & Kaynak, "Optical Recognition of Handwritten Digits", UCI Machine
         Learning Repository, 1998.
     """
+    seed = check_integer("seed", seed, 0)
     try:
         from sklearn.datasets import load_digits
     except ImportError as error:
@@ -244,6 +246,7 @@ def spirals(
     noise = _check_noise(noise)
     if not (isinstance(turns, (int, float)) and math.isfinite(turns) and turns > 0):
         raise ValueError(f"`turns` must be a finite number > 0; received {turns!r}.")
+    seed = check_integer("seed", seed, 0)
     rng = np.random.default_rng(seed)
     labels = np.arange(num_samples) % num_classes
     s = rng.uniform(0.0, 1.0, size=num_samples)
@@ -320,6 +323,7 @@ def waveforms(
         raise ValueError(f"`num_classes` must be in [2, 10]; received {num_classes}.")
     length = check_integer("length", length, 16)
     noise = _check_noise(noise)
+    seed = check_integer("seed", seed, 0)
     rng = np.random.default_rng(seed)
     labels = np.arange(num_samples) % num_classes
     signals = np.zeros((num_samples, length))
@@ -403,6 +407,7 @@ def mnist(*, validation_fraction: float = 0.2, seed: int = 0) -> Split:
         LeCun, Bottou, Bengio & Haffner, "Gradient-based learning applied to document
         recognition", Proc. IEEE, 1998.
     """
+    seed = check_integer("seed", seed, 0)
     path = os.path.join(keras_cache_dir(), "datasets", "mnist.npz")
     if not os.path.exists(path):
         path = _fetch("mnist", "mnist.npz", _MNIST_ORIGIN, _MNIST_HASH, extract=False)
@@ -463,6 +468,7 @@ def cifar10(*, validation_fraction: float = 0.2, seed: int = 0) -> Split:
     References:
         Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009.
     """
+    seed = check_integer("seed", seed, 0)
     folder = os.path.join(keras_cache_dir(), "datasets", "cifar-10-batches-py-target")
     if not os.path.exists(os.path.join(folder, "cifar-10-batches-py", "data_batch_5")):
         folder = _fetch(
@@ -542,10 +548,11 @@ def load(
             f"Dataset {key!r} does not accept the option(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(accepted) or 'none'}."
         )
+    if max_samples is not None:
+        max_samples = check_integer("max_samples", max_samples, 1)
     split = loader(validation_fraction=validation_fraction, seed=seed, **options)
     if max_samples is None:
         return split
-    max_samples = check_integer("max_samples", max_samples, 1)
     num_val = max(1, max_samples // 4)
     return Split(
         x_train=split.x_train[:max_samples],
