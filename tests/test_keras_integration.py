@@ -61,7 +61,7 @@ def _reference(rule, start, grads, transform=None, lrs=None, decay=None, exclude
     return theta
 
 
-def _assert_close(actual, expected, rtol=1e-9):
+def _assert_close(actual, expected, rtol=1e-12):
     for k in SHAPES:
         np.testing.assert_allclose(actual[k], expected[k], rtol=rtol, atol=1e-12)
 
@@ -113,7 +113,7 @@ def test_schedule_callable_and_loss_scale(rule):
 
     start, actual, optimizer = _run(rule, {}, grads, learning_rate=rate)
     lrs = [float(np.float32(0.02 * t)) for t in range(1, STEPS + 1)]
-    _assert_close(actual, _reference(rule, start, grads, lrs=lrs), rtol=1e-7)
+    _assert_close(actual, _reference(rule, start, grads, lrs=lrs))
 
     scale = 128.0
     scaled = [{k: v * scale for k, v in g.items()} for g in grads]
@@ -207,6 +207,50 @@ def test_swap_ema_weights_callback_evaluates_with_the_averages():
 
 # -- mixed precision ----------------------------------------------------------------
 
+# Relative error allowed in the updates: a few units of roundoff of the compute dtype
+# (2^-11 for float16, 2^-8 for bfloat16). Forward and backward passes in that dtype move
+# the first updates by up to 5.5 u in float16 and 2.6 u in bfloat16 (measured, Adam's
+# first step); the weights and slots stay float32 (slots kept in float16 fail).
+MIXED_TOLERANCE = {"mixed_float16": 8 * 2.0**-11, "mixed_bfloat16": 4 * 2.0**-8}
+MIXED_STEPS = (1, 3)  # compared after the first step and after the third
+
+
+def _mixed_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 4)).astype("float32")
+    y = 0.5 * np.tanh(x @ np.array([1.0, -2.0, 0.5, 0.3])) + 0.1
+    return x, y.astype("float32")[:, None]
+
+
+def _mixed_run(rule):
+    """The weight updates θ_k − θ_0 after the steps of MIXED_STEPS under the policy in
+    force, the model and the rule (inside the model's optimizer)."""
+    x, y = _mixed_data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(16, "tanh"),
+            keras.layers.Dense(1, dtype="float32"),
+        ]
+    )
+    start = model.get_weights()
+    optimizer = optimizers.get(rule, learning_rate=0.5 if rule == "Adadelta" else 0.01)
+    model.compile(optimizer=optimizer, loss="mse", jit_compile=False)
+    updates, done = [], 0
+    for steps in MIXED_STEPS:
+        batch = slice(16 * done, 16 * steps)
+        model.fit(x[batch], y[batch], batch_size=16, shuffle=False, verbose=0)
+        done = steps
+        updates.append([w - w0 for w, w0 in zip(model.get_weights(), start)])
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == done  # no skip
+    return updates, model, optimizer
+
+
+@pytest.fixture(scope="module")
+def float32_updates():
+    return {rule: _mixed_run(rule)[0] for rule in RULES}
+
 
 @pytest.fixture
 def policy(request):
@@ -217,29 +261,20 @@ def policy(request):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"], indirect=True)
-def test_mixed_precision_fit_save_and_load(policy, tmp_path):
-    x, y = _regression(128)
+def test_mixed_precision_first_steps_equal_float32_and_save(
+    float32_updates, policy, tmp_path
+):
+    tolerance = MIXED_TOLERANCE[policy]
     for rule in RULES:
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential(
-            [
-                keras.Input((4,)),
-                keras.layers.Dense(16, "tanh"),
-                keras.layers.Dense(1, dtype="float32"),
-            ]
-        )
-        optimizer = optimizers.get(
-            rule, learning_rate=0.5 if rule == "Adadelta" else 0.01
-        )
-        model.compile(optimizer=optimizer, loss="mse", jit_compile=False)
+        updates, model, optimizer = _mixed_run(rule)
         assert model.layers[0].compute_dtype == policy.split("_")[1]
-        wrapped = model.optimizer
         if policy == "mixed_float16":
-            assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
-            assert wrapped.inner_optimizer is optimizer
-        losses = model.fit(x, y, batch_size=32, epochs=3, verbose=0).history["loss"]
-        assert all(math.isfinite(v) for v in losses), (rule, losses)
-        assert losses[-1] < losses[0], (rule, losses)
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+            assert model.optimizer.inner_optimizer is optimizer
+        for steps, mixed, full in zip(MIXED_STEPS, updates, float32_updates[rule]):
+            for a, b in zip(mixed, full):
+                error = np.linalg.norm(a - b) / np.linalg.norm(b)
+                assert error < tolerance, (rule, steps, error)
         path = tmp_path / f"{rule}.keras"
         model.save(path)
         loaded = keras.models.load_model(path)
