@@ -7,14 +7,11 @@ bits as the uninterrupted one (op determinism on, one process per backend, see
 names both layouts.
 """
 
-import subprocess
-
 import keras
 import numpy as np
 import pytest
 from conftest import BACKEND
 from processes import resume
-from processes.launch import command, describe, environment
 
 from keras_optnotes import optimizers
 
@@ -23,30 +20,14 @@ RULES = optimizers.list_rules()
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("load_weights")
-    result = subprocess.run(
-        command("resume.py", "weights", folder),
-        env=environment(KERAS_BACKEND=BACKEND),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return resume.run(
+        tmp_path_factory.mktemp("load_weights"), "weights", backend=BACKEND
     )
-    assert result.returncode == 0, describe(result)
-    return np.load(folder / "uninterrupted.npz"), np.load(folder / "resumed.npz")
 
 
 @pytest.mark.parametrize("rule", RULES)
 def test_compile_load_weights_fit_equals_the_uninterrupted_run(runs, rule):
-    uninterrupted, resumed = runs
-    keys = sorted(k for k in uninterrupted.files if k.startswith(f"{rule}/"))
-    assert keys == sorted(k for k in resumed.files if k.startswith(f"{rule}/"))
-    # Two kernels and two biases, the iteration counter, the rule's slots (and the
-    # learning rate, except RMSprop's schedule).
-    slots = {"GradientDescent": 0, "Adadelta": 8, "Adam": 12}.get(rule, 4)
-    assert len(keys) == 4 + 1 + slots + (rule != "RMSprop")
-    assert uninterrupted[f"{rule}/optimizer/0"] == 2 * resume.STEPS
-    for key in keys:
-        np.testing.assert_array_equal(resumed[key], uninterrupted[key], err_msg=key)
+    resume.assert_resumed_exactly(*runs, rule)
 
 
 def _model(trainable_first_layer=True):

@@ -16,8 +16,11 @@ def model():
     return model
 
 
-def feed(callback, model, validation, training=None, mark_weights=False):
-    """Feeds scripted epoch logs; returns the logs seen and the 1-based stop epoch."""
+def feed(
+    callback, model, validation, training=None, mark_weights=False, key="val_loss"
+):
+    """Feeds scripted epoch logs (`validation` as `key`); returns the logs seen and the
+    1-based stop epoch."""
     callback.set_model(model)
     model.stop_training = False
     callback.on_train_begin()
@@ -26,7 +29,7 @@ def feed(callback, model, validation, training=None, mark_weights=False):
         if mark_weights:
             # Epoch t leaves every weight equal to t, so restored weights name an epoch.
             model.set_weights([np.full_like(w, epoch + 1) for w in model.get_weights()])
-        logs = {"val_loss": value, "loss": 1.0 if training is None else training[epoch]}
+        logs = {key: value, "loss": 1.0 if training is None else training[epoch]}
         callback.on_epoch_end(epoch, logs)
         seen.append(logs)
         if model.stop_training:
@@ -166,20 +169,8 @@ def test_missing_monitor_is_named(model):
 ACCURACY = [0.5, 0.7, 0.8, 0.79, 0.75, 0.7]
 
 
-def feed_metric(callback, model, values, key="val_accuracy"):
-    callback.set_model(model)
-    model.stop_training = False
-    callback.on_train_begin()
-    seen = []
-    for epoch, value in enumerate(values):
-        model.set_weights([np.full_like(w, epoch + 1) for w in model.get_weights()])
-        logs = {key: value, "loss": 1.0}
-        callback.on_epoch_end(epoch, logs)
-        seen.append(logs)
-        if model.stop_training:
-            break
-    callback.on_train_end()
-    return seen, callback.stopped_epoch
+def feed_metric(callback, model, values):
+    return feed(callback, model, values, mark_weights=True, key="val_accuracy")
 
 
 @pytest.mark.parametrize("mode", ["max", "auto"])

@@ -94,28 +94,31 @@ def _model():
     )
 
 
-def _percentiles(values):
-    return {
-        name: np.percentile(values, q)
-        for name, q in (("p5", 5), ("median", 50), ("p95", 95))
-    }
-
-
-def test_monitor_looks_through_a_loss_scale_optimizer():
-    model = _model()
-    inner = optimizers.Adagrad(0.1)
-    model.compile(optimizer=keras.optimizers.LossScaleOptimizer(inner), loss="mse")
+def _fit_and_check(model, rules, suffix=lambda optimizer: ""):
+    """Two epochs with the monitor; the last logged summaries of each rule equal the
+    percentiles of its `effective_learning_rates`."""
     history = model.fit(
         *_data(),
         batch_size=16,
         epochs=2,
         verbose=0,
         callbacks=[OptimizerStateMonitor()],
-    )
-    expected = _percentiles(effective_learning_rates(inner))
-    for name, value in expected.items():
-        logged = history.history[f"effective_learning_rate_{name}"][-1]
-        assert logged == pytest.approx(value, rel=1e-12)
+    ).history
+    for optimizer in rules:
+        values = effective_learning_rates(optimizer)
+        for name, q in (("p5", 5), ("median", 50), ("p95", 95)):
+            key = f"effective_learning_rate_{name}{suffix(optimizer)}"
+            assert history[key][-1] == pytest.approx(
+                np.percentile(values, q), rel=1e-12
+            )
+    return history
+
+
+def test_monitor_looks_through_a_loss_scale_optimizer():
+    model = _model()
+    inner = optimizers.Adagrad(0.1)
+    model.compile(optimizer=keras.optimizers.LossScaleOptimizer(inner), loss="mse")
+    _fit_and_check(model, [inner])
     # The loss-scaled wrapper is accepted by the function too.
     np.testing.assert_array_equal(
         effective_learning_rates(model.optimizer), effective_learning_rates(inner)
@@ -128,19 +131,8 @@ def test_monitor_reports_each_rule_inside_a_multi_optimizer():
     selector = keras.optimizers.OptimizerMap(default_optimizer=last)
     selector[model.layers[0].path + "/.*"] = first
     model.compile(optimizer=keras.optimizers.MultiOptimizer(selector), loss="mse")
-    history = model.fit(
-        *_data(),
-        batch_size=16,
-        epochs=2,
-        verbose=0,
-        callbacks=[OptimizerStateMonitor()],
-    )
-    for optimizer in (first, last):
-        expected = _percentiles(effective_learning_rates(optimizer))
-        for name, value in expected.items():
-            key = f"effective_learning_rate_{name}_{optimizer.name}"
-            assert history.history[key][-1] == pytest.approx(value, rel=1e-12)
-    assert "effective_learning_rate_median" not in history.history
+    history = _fit_and_check(model, [first, last], suffix=lambda o: f"_{o.name}")
+    assert "effective_learning_rate_median" not in history
     assert effective_learning_rates(first).size == 3 * 4 + 4
     with pytest.raises(ValueError, match="MultiOptimizer.*one of its optimizers"):
         effective_learning_rates(model.optimizer)
@@ -166,15 +158,4 @@ def test_monitor_runs_under_mixed_precision(mixed_float16):
     model = _model()
     model.compile(optimizer=optimizers.RMSprop(0.01), loss="mse")
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    history = model.fit(
-        *_data(),
-        batch_size=16,
-        epochs=2,
-        verbose=0,
-        callbacks=[OptimizerStateMonitor()],
-    )
-    inner = model.optimizer.inner_optimizer
-    expected = _percentiles(effective_learning_rates(inner))
-    assert history.history["effective_learning_rate_median"][-1] == pytest.approx(
-        expected["median"], rel=1e-12
-    )
+    _fit_and_check(model, [model.optimizer.inner_optimizer])

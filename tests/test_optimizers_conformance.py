@@ -62,11 +62,9 @@ RECIPES = {
 }
 RULES = list(RECIPES)
 
-# Tests of TensorFlow machinery (tf.function, the XLA-fused path); the others also run
-# with KERAS_BACKEND=jax.
-tensorflow_only = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="TensorFlow backend only"
-)
+# Tests of TensorFlow machinery (tf.function, the XLA-fused path) are marked
+# `tensorflow_only`; the others also run on JAX and PyTorch.
+tensorflow_only = pytest.mark.tensorflow_only
 
 
 def test_registry_lists_every_rule_in_the_notes_order():

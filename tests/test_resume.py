@@ -1,4 +1,5 @@
-"""Saving and resuming: `.keras` files loaded in a new process, `tf.train.Checkpoint`.
+"""Saving and resuming: `.keras` files loaded in a new process (every backend),
+`tf.train.Checkpoint` (TensorFlow).
 
 A model trained N steps, saved, loaded in another Python process and trained N more
 steps must end with the same bits, weights and optimizer state alike, as the run that
@@ -11,47 +12,34 @@ import h5py
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from conftest import BACKEND
 from processes import resume
-from processes.launch import describe, run_script
 
 from keras_optnotes import optimizers
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="the TensorFlow backend's saving, checkpoints and op determinism",
-)
 RULES = optimizers.list_rules()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Both processes, one after the other; each handles every rule."""
-    folder = tmp_path_factory.mktemp("resume")
-    for phase in ("first", "second"):
-        result = run_script("resume.py", phase, folder)
-        assert result.returncode == 0, f"{phase} process: {describe(result)}"
-    return np.load(folder / "uninterrupted.npz"), np.load(folder / "resumed.npz")
+    """Both processes, one after the other, on this backend; each handles every rule."""
+    return resume.run(
+        tmp_path_factory.mktemp("resume"), "first", "second", backend=BACKEND
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("rule", RULES)
 def test_resumed_in_a_new_process_equals_the_uninterrupted_run(runs, rule):
-    uninterrupted, resumed = runs
-    keys = sorted(k for k in uninterrupted.files if k.startswith(f"{rule}/"))
-    assert keys == sorted(k for k in resumed.files if k.startswith(f"{rule}/"))
-    # Two weights and two biases, the iteration counter and the rule's slots.
-    slots = {"GradientDescent": 0, "Adadelta": 8, "Adam": 12}.get(rule, 4)
-    assert len(keys) == 4 + 1 + slots + (rule != "RMSprop")  # RMSprop: a schedule
-    assert uninterrupted[f"{rule}/optimizer/0"] == 2 * resume.STEPS
-    for key in keys:
-        np.testing.assert_array_equal(resumed[key], uninterrupted[key], err_msg=key)
+    resume.assert_resumed_exactly(*runs, rule)
 
 
 # -- tf.train.Checkpoint ------------------------------------------------------------
 
 
 def _step(model, optimizer, batch):
+    import tensorflow as tf
+
     x, y = resume.data()
     with tf.GradientTape() as tape:
         loss = keras.ops.mean(keras.ops.square(model(x[batch]) - y[batch]))
@@ -59,8 +47,11 @@ def _step(model, optimizer, batch):
     optimizer.apply(gradients, model.trainable_variables)
 
 
+@pytest.mark.tensorflow_only
 @pytest.mark.parametrize("rule", RULES)
 def test_checkpoint_round_trip_restores_identical_state(rule, tmp_path):
+    import tensorflow as tf
+
     # Eager steps on the plain path: no compilation, the state is the same kind.
     model = resume.new_model(rule)
     optimizer = resume.new_optimizer(rule, jit_compile=False)

@@ -118,6 +118,43 @@ def resume_from_weights(out_dir: str, x, y) -> None:
     np.savez(os.path.join(out_dir, "resumed.npz"), **resumed)
 
 
+# -- used by the tests that launch this script -------------------------------------
+
+
+def run(folder, *phases: str, backend: str):
+    """Runs this script once per phase on `backend`; (uninterrupted, resumed) arrays."""
+    import subprocess
+
+    from processes.launch import command, describe, environment
+
+    for phase in phases:
+        result = subprocess.run(
+            command("resume.py", phase, folder),
+            env=environment(KERAS_BACKEND=backend),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{phase} process: {describe(result)}"
+    return (
+        np.load(os.path.join(folder, "uninterrupted.npz")),
+        np.load(os.path.join(folder, "resumed.npz")),
+    )
+
+
+def assert_resumed_exactly(uninterrupted, resumed, rule: str) -> None:
+    """Every weight and optimizer variable of `rule` has the same bits in both runs."""
+    keys = sorted(k for k in uninterrupted.files if k.startswith(f"{rule}/"))
+    assert keys == sorted(k for k in resumed.files if k.startswith(f"{rule}/"))
+    # Two kernels and two biases, the iteration counter, the rule's slots (and the
+    # learning rate, except RMSprop's schedule).
+    slots = {"GradientDescent": 0, "Adadelta": 8, "Adam": 12}.get(rule, 4)
+    assert len(keys) == 4 + 1 + slots + (rule != "RMSprop")
+    assert uninterrupted[f"{rule}/optimizer/0"] == 2 * STEPS
+    for key in keys:
+        np.testing.assert_array_equal(resumed[key], uninterrupted[key], err_msg=key)
+
+
 def main(argv: list[str]) -> int:
     phase, out_dir = argv
     import keras
