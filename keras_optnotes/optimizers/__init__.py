@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+import keras
+
 from keras_optnotes.optimizers.adadelta import Adadelta
 from keras_optnotes.optimizers.adagrad import Adagrad
 from keras_optnotes.optimizers.adam import Adam
@@ -45,20 +47,29 @@ def list_rules() -> tuple[str, ...]:
     return tuple(rule.__name__ for rule in _RULES)
 
 
-def get(name: str, **kwargs) -> Optimizer:
-    """A new optimizer of the rule called `name`, made with `kwargs`.
+def get(name, **kwargs) -> keras.optimizers.Optimizer:
+    """A new optimizer of the rule called `name`, made with `kwargs`; an optimizer
+    instance is returned unchanged (as `keras.optimizers.get` does).
 
     Args:
         name: the class name (`"NesterovMomentum"`) or its snake_case form
-            (`"nesterov_momentum"`), any case.
-        **kwargs: arguments of that rule.
+            (`"nesterov_momentum"`), any case; or a `keras.optimizers.Optimizer`.
+        **kwargs: arguments of that rule (none with an instance).
 
     Returns:
-        A new instance.
+        A new instance, or `name` itself when it is an optimizer.
 
     Raises:
-        ValueError: for an unknown name, listing the accepted ones.
+        ValueError: for an unknown name, listing the accepted ones, or keyword
+            arguments given with an instance.
     """
+    if isinstance(name, keras.optimizers.Optimizer):
+        if kwargs:
+            raise ValueError(
+                "Keyword arguments apply to a rule given by name; an optimizer "
+                f"instance is returned as it is. Received: {sorted(kwargs)}"
+            )
+        return name
     rule = _BY_NAME.get(str(name).lower()) if isinstance(name, str) else None
     if rule is None:
         raise ValueError(
