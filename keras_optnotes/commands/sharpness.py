@@ -139,8 +139,16 @@ def compare_batch_sizes(
     import keras
 
     from keras_optnotes import diagnostics, optimizers
+    from keras_optnotes.diagnostics._backend import check_backend
+    from keras_optnotes.diagnostics.sharpness import _import_scipy_optimize
     from keras_optnotes.models import build_classifier
 
+    # What the measurements need, checked before any training.
+    check_backend("keras-optnotes sharpness's measurements")
+    _import_scipy_optimize()
+    # `--jit` is XLA: on PyTorch (no XLA) the train step runs eagerly, not through
+    # torch.compile.
+    compile_jit = jit_compile and keras.backend.backend() != "torch"
     subset = (split.x_train[:measure_samples], split.y_train[:measure_samples])
     keras.utils.set_random_seed(seed)
     base = build_classifier(split.input_shape, split.num_classes, seed=seed)
@@ -154,7 +162,7 @@ def compare_batch_sizes(
             ),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
-            jit_compile=jit_compile,
+            jit_compile=compile_jit,
         )
         keras.utils.set_random_seed(seed)
         history = model.fit(
