@@ -15,6 +15,9 @@ from keras_optnotes.callbacks import (
 )
 
 N = 50  # not a multiple of the batch size: the last batch is smaller
+# Keras' PyTorch backend computes this float64 Dense layer's output to 1.6e-7 only
+# (measured against NumPy, without any callback): the closed forms below allow it.
+DENSE_RTOL = 1e-6 if keras.backend.backend() == "torch" else 1e-12
 
 
 def _data(seed=0):
@@ -93,10 +96,10 @@ def test_batch_norm_statistics_are_the_datas_under_the_averaged_weights(batches)
     model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[swa])
     h = _batch_norm_input(model, x)  # the BN input under the averaged weights
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(bn.moving_mean), h.mean(axis=0), rtol=1e-12
+        keras.ops.convert_to_numpy(bn.moving_mean), h.mean(axis=0), rtol=DENSE_RTOL
     )
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(bn.moving_variance), h.var(axis=0), rtol=1e-12
+        keras.ops.convert_to_numpy(bn.moving_variance), h.var(axis=0), rtol=DENSE_RTOL
     )
 
 
@@ -128,11 +131,14 @@ def test_batch_norm_statistics_with_a_batch_norm_upstream():
             for b in (x[i : i + 16] for i in range(0, N, 16))
         ]
     )
+    # Keras' training-mode BN normalizes to about 2e-8 on JAX (measured); a wrong
+    # pooling (per-batch statistics averaged, an inference-mode upstream) is off far more.
+    rtol = 1e-6
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(second.moving_mean), received.mean(0), rtol=1e-10
+        keras.ops.convert_to_numpy(second.moving_mean), received.mean(0), rtol=rtol
     )
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(second.moving_variance), received.var(0), rtol=1e-10
+        keras.ops.convert_to_numpy(second.moving_variance), received.var(0), rtol=rtol
     )
 
 

@@ -106,8 +106,9 @@ def recompute_batch_normalization_statistics(model, data, batch_size=32):
         return 0
     moments = {id(layer): _Moments() for layer in layers}
     for layer in layers:
-        layer.moving_mean.assign(ops.zeros_like(layer.moving_mean))
-        layer.moving_variance.assign(ops.ones_like(layer.moving_variance))
+        shape, dtype = layer.moving_mean.shape, layer.moving_mean.dtype
+        layer.moving_mean.assign(ops.zeros(shape, dtype=dtype))
+        layer.moving_variance.assign(ops.ones(shape, dtype=dtype))
 
         def recording_call(inputs, *args, _layer=layer, **kwargs):
             if kwargs.get("mask") is not None:

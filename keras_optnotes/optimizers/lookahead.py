@@ -9,6 +9,13 @@ from keras.saving import register_keras_serializable
 from keras_optnotes.checks import check_in_range, check_integer
 
 
+class _CompiledFunctions:
+    """Holds compiled functions out of sight of Keras' and TensorFlow's trackers."""
+
+    def __init__(self):
+        self.functions = {}
+
+
 @register_keras_serializable(package="keras_optnotes")
 class Lookahead(keras.optimizers.Optimizer):
     """Lookahead around any Keras optimizer (Zhang, Lucas, Hinton, Ba 2019).
@@ -73,6 +80,7 @@ class Lookahead(keras.optimizers.Optimizer):
         self.inner_optimizer = optimizer
         self.sync_period = sync_period
         self.slow_step_size = slow_step_size
+        self._compiled = _CompiledFunctions()
         # As in Keras' LossScaleOptimizer, the base's own iteration counter stays in
         # `variables` unused (removing it breaks TF checkpoints): `iterations` is the
         # inner optimizer's.
@@ -214,9 +222,33 @@ class Lookahead(keras.optimizers.Optimizer):
             for fast, slow in zip(fast_weights, slow_weights):
                 fast.assign(slow)
 
-        ops.cond(ops.equal(self._inner_count(), 0), start, lambda: None)
+        def start_if_first():
+            ops.cond(ops.equal(self._inner_count(), 0), start, lambda: None)
+
+        def synchronize_if_due():
+            ops.cond(self._is_sync_step(), synchronize, lambda: None)
+
+        key = tuple(id(v) for v in fast_weights)
+        self._maybe_compiled("start", key, start_if_first)()
         self.inner_optimizer.apply(grads, trainable_variables)
-        ops.cond(self._is_sync_step(), synchronize, lambda: None)
+        self._maybe_compiled("synchronize", key, synchronize_if_due)()
+
+    def _maybe_compiled(self, name, key, function):
+        """`function`, as one XLA call when TensorFlow runs eagerly: op by op, the
+        synchronization of 40 variables took 25 times as long as a Momentum step
+        (benchmarks/remedies.py). Inside a `tf.function` (as in `fit`) it is traced
+        into the caller's graph as it is."""
+        if keras.backend.backend() != "tensorflow":
+            return function
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return function
+        compiled = self._compiled.functions.get((name, key))
+        if compiled is None:
+            compiled = tf.function(function, jit_compile=True, autograph=False)
+            self._compiled.functions[(name, key)] = compiled
+        return compiled
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """The JAX trainer's step: the inner optimizer's own stateless step between
