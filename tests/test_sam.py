@@ -28,6 +28,7 @@ LEARNING_RATE = 0.25
 RHO = 0.5
 ETA = 0.0625
 TOLERANCE = 1e-12
+ONE_EPOCH = {"batch_size": 16, "epochs": 1, "shuffle": False, "verbose": 0}
 # Off TensorFlow, Keras itself computes some float64 quantities in float32
 # (`keras.backend.result_type` maps float64 to float32 there): the *value* of a
 # mean-reduced loss, a division by a count that is not a power of two, batch-norm
@@ -70,9 +71,13 @@ def linear_model(seed=0, l2=L2):
     )
 
 
-def compiled(model, **sam_kwargs):
+def compiled(model, jit_compile="auto", **sam_kwargs):
     sam = SharpnessAwareMinimization(model, **sam_kwargs)
-    sam.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss="mse")
+    sam.compile(
+        optimizer=keras.optimizers.SGD(LEARNING_RATE),
+        loss="mse",
+        jit_compile=jit_compile,
+    )
     return sam
 
 
@@ -129,6 +134,20 @@ def reference_step(
     return [w - LEARNING_RATE * g for w, g in zip(weights, total)], loss, perturbed_loss
 
 
+def run_script(script, *arguments):
+    """Runs a Python script in a fresh process (same backend); its last stdout line
+    parsed as JSON."""
+    run = subprocess.run(
+        [sys.executable, str(script), *arguments],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def assert_close(actual, expected, tolerance=TOLERANCE):
     for a, e in zip(actual, expected):
         np.testing.assert_allclose(np.asarray(a), e, rtol=tolerance, atol=tolerance)
@@ -138,6 +157,7 @@ def assert_close(actual, expected, tolerance=TOLERANCE):
 
 CASES = {
     "sam": {},
+    "sam_without_jit": {"jit_compile": False},  # TF: a plain tf.function
     "asam": {"adaptive": True, "eta": ETA},
     "sample_weight": {"sample_weight": True},
     "splits": {"num_batch_splits": 4},
@@ -191,7 +211,7 @@ def test_fit_with_a_batch_that_splits_do_not_divide(data):
     model = linear_model()
     weights = model.get_weights()
     sam = compiled(model, rho=RHO, num_batch_splits=5)
-    sam.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    sam.fit(x, y, **ONE_EPOCH)
     for start in (0, 16, 32):
         part = slice(start, start + 16)
         weights, _, _ = reference_step(weights, x[part], y[part], None, splits=5)
@@ -316,37 +336,12 @@ def test_save_load_in_a_fresh_process_continues_identically(data, tmp_path):
     model = linear_model()
     sam = SharpnessAwareMinimization(model, rho=RHO, adaptive=True, num_batch_splits=2)
     sam.compile(optimizer=keras.optimizers.Adam(0.0625), loss="mse")
-    sam.fit(
-        x,
-        y,
-        sample_weight=sample_weight,
-        batch_size=16,
-        epochs=1,
-        shuffle=False,
-        verbose=0,
-    )
+    sam.fit(x, y, sample_weight=sample_weight, **ONE_EPOCH)
     path = tmp_path / "sam.keras"
     sam.save(path)
     np.savez(tmp_path / "data.npz", x=x, y=y, sample_weight=sample_weight)
-    sam.fit(
-        x,
-        y,
-        sample_weight=sample_weight,
-        batch_size=16,
-        epochs=1,
-        shuffle=False,
-        verbose=0,
-    )
-    script = HERE / "processes" / "sam_resume.py"
-    run = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    resumed = json.loads(run.stdout.strip().splitlines()[-1])
+    sam.fit(x, y, sample_weight=sample_weight, **ONE_EPOCH)
+    resumed = run_script(HERE / "processes" / "sam_resume.py", str(tmp_path))
     assert resumed["class_name"] == "SharpnessAwareMinimization"
     assert resumed["config"] == {
         "rho": RHO,
@@ -446,17 +441,7 @@ def test_mirrored_strategy_perturbs_each_replica_with_its_shard(data):
     """2 logical CPUs, a global batch of 16: the step equals w − η·½ Σᵣ ∇Lᵣ(w + εᵣ) with
     εᵣ from replica r's own 8 samples, and not the step perturbed by the global
     gradient."""
-    script = HERE / "distributed_sam.py"
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
-    run = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_script(HERE / "distributed_sam.py")
     x, y, _ = data
     x, y = x[:16], y[:16]
     weights = [np.asarray(w) for w in result["initial"]]
