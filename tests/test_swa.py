@@ -169,6 +169,11 @@ def test_training_that_ends_before_start_epoch_warns_and_keeps_weights():
 def test_config():
     swa = StochasticWeightAveraging(3, frequency=2, batch_size=8)
     assert swa.get_config() == {"start_epoch": 3, "frequency": 2, "batch_size": 8}
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(swa)
+    )
+    assert type(restored) is StochasticWeightAveraging
+    assert restored.get_config() == swa.get_config()
 
 
 BAD = [

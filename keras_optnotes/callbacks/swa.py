@@ -249,9 +249,13 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             )
 
     def get_config(self):
-        # batch_norm_data is data, not configuration.
+        # batch_norm_data is data, not configuration: pass it to `from_config`'s result.
         return {
             "start_epoch": self.start_epoch,
             "frequency": self.frequency,
             "batch_size": self.batch_size,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
