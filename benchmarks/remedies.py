@@ -9,8 +9,8 @@
 Lookahead wraps a `Momentum` with the same settings, k = 5, α = 0.5. Each optimizer is
 timed over several repetitions after a warm-up (compiling included); the median time
 per step and the ratio to Momentum's are printed as Markdown tables. The optimizers are
-timed in turn within each repetition, so a slow spell of a shared machine hits them
-alike.
+timed in turn within each repetition, and the ratio is the median of the ratios within
+the repeats, so that a slow spell of a shared machine hits all of one ratio alike.
 
     python benchmarks/remedies.py [--repeats 7] [--calls 20] [--layers 20] [--epochs 5]
 """
@@ -95,13 +95,18 @@ def _table(title: str, timers: dict, repeats: int) -> None:
     for _ in range(repeats):
         for name, timed in timers.items():
             samples[name].append(timed())
-    medians = {name: statistics.median(s) for name, s in samples.items()}
-    base = medians["Momentum"]
+    base = samples["Momentum"]
     print(f"\n{title}\n")
-    print("| optimizer | median per step (ms) | / Momentum |")
+    print("| optimizer | median per step (ms) | / Momentum (median of the repeats) |")
     print("|---|---:|---:|")
-    for name, median in medians.items():
-        print(f"| {name} | {median * 1e3:.2f} | {median / base:.2f}× |", flush=True)
+    for name, times in samples.items():
+        # The ratio within each repeat, then its median: a slow spell of the machine
+        # during one repeat slows the optimizers of that repeat alike.
+        ratio = statistics.median(t / b for t, b in zip(times, base))
+        print(
+            f"| {name} | {statistics.median(times) * 1e3:.2f} | {ratio:.2f}× |",
+            flush=True,
+        )
 
 
 def main(argv=None) -> None:

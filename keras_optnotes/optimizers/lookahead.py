@@ -21,7 +21,7 @@ class Lookahead(keras.optimizers.Optimizer):
     """Lookahead around any Keras optimizer (Zhang, Lucas, Hinton, Ba 2019).
 
     Symbols: θ the model's (fast) weights, φ the slow weights (one slot per variable,
-    `slow_weights`, starting at θ when the optimizer is built), t the number of steps
+    `slow_weights`, set to θ at the first step), t the number of steps
     the inner optimizer has taken (`inner_optimizer.iterations`), k `sync_period`,
     α `slow_step_size`.
 
