@@ -1,14 +1,15 @@
 """Timing of the diagnostics (a script, not a test).
 
 1. The cost of one Hessian-vector product relative to one gradient on the same batch,
-   with and without XLA (target: at most 3x with XLA).
-2. λ_max of a ~100k-parameter CNN over 2048 samples: wall time, with compilation and
-   without.
+   with the method the backend uses (on TensorFlow: forward-over-reverse and double
+   back-propagation, with and without XLA).
+2. λ_max of a ~100k-parameter CNN: wall time, with compilation and without.
 3. The overhead of `GradientNoiseScale(every_n_steps=10)` on `model.fit`
    (target: at most 10 %).
 
-Run: `python benchmarks/diagnostics.py` (about two minutes on two CPU cores). The data
-are random images (no network); only the timing matters.
+Run: `KERAS_BACKEND=tensorflow|jax|torch python benchmarks/diagnostics.py` (the backend
+is read from KERAS_BACKEND; `--quick` for smaller sizes). The data are random images
+(no network); only the timing matters.
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from keras_optnotes.callbacks import GradientNoiseScale  # noqa: E402
 from keras_optnotes.diagnostics import HessianOperator, power_iteration  # noqa: E402
+from keras_optnotes.diagnostics.operators import (  # noqa: E402
+    loss_function,
+    traced_functions,
+)
+
+BACKEND = keras.backend.backend()
 
 
 def cnn(seed: int = 0) -> keras.Model:
@@ -65,32 +71,51 @@ def median_time(function, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _variants(model):
+    """(label, batch functions) for each way this backend can compute H v."""
+    if BACKEND != "tensorflow":
+        functions, _ = traced_functions(model, None, False, None)
+        return [("", functions)]
+    from keras_optnotes.diagnostics._backend import tensorflow as tf_backend
+
+    loss = loss_function(model, None)
+    return [
+        (
+            f"XLA={jit!s:5} ",
+            tf_backend.BatchFunctions(model, loss, False, jit, method),
+        )
+        for jit in (False, True)
+        for method in (tf_backend.FORWARD_OVER_REVERSE, tf_backend.DOUBLE_BACKWARD)
+    ]
+
+
 def hvp_over_gradient(batch: int, repeats: int) -> None:
     x, y = data(batch)
     model = cnn()
-    for jit in (True, False):
-        operator = HessianOperator(model, (x, y), batch_size=batch, jit_compile=jit)
-        vector = tf.constant(np.ones(operator.size), operator.dtype)
-        tx, ty = operator.batches.first[:2]
-        operator._gradient_fn(tx, ty, None)  # compile
-        operator._hvp_fn(tx, ty, None, vector)
+    operator = HessianOperator(model, (x, y), batch_size=batch)
+    tx, ty = operator.batches.first[:2]
+    for label, functions in _variants(model):
+        vector = functions.vector(np.ones(operator.size))
+        functions.loss_and_gradient(tx, ty, None)  # trace / compile
+        functions.hvp(tx, ty, None, vector)
 
-        def gradient(operator=operator, tx=tx, ty=ty):
-            operator._gradient_fn(tx, ty, None)[1].numpy()
+        def gradient(functions=functions):
+            functions.loss_and_gradient(tx, ty, None)
 
-        def product(operator=operator, tx=tx, ty=ty, vector=vector):
-            operator._hvp_fn(tx, ty, None, vector).numpy()
+        def product(functions=functions, vector=vector):
+            functions.hvp(tx, ty, None, vector)
 
         g, h = median_time(gradient, repeats), median_time(product, repeats)
         print(
-            f"  XLA={jit!s:5}  gradient {1e3 * g:7.1f} ms   HVP {1e3 * h:7.1f} ms   "
-            f"ratio {h / g:4.2f}x   (batch {batch}, {operator.size:,} weights)"
+            f"  {label}{functions.hvp_method}: gradient {1e3 * g:7.1f} ms   HVP "
+            f"{1e3 * h:7.1f} ms   ratio {h / g:4.2f}x   (batch {batch}, "
+            f"{operator.size:,} weights, median of {repeats})"
         )
 
 
 def top_eigenvalue(samples: int) -> None:
     x, y = data(samples)
-    for jit in (True, False):
+    for jit in (True, False) if BACKEND == "tensorflow" else (None,):
         model = cnn()
         start = time.perf_counter()
         operator = HessianOperator(model, (x, y), batch_size=256, jit_compile=jit)
@@ -156,10 +181,7 @@ def main() -> None:
         "--only", type=int, choices=(1, 2, 3), help="run one of the three parts"
     )
     args = parser.parse_args()
-    print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"{os.cpu_count()} CPU cores"
-    )
+    print(f"Keras {keras.__version__}, backend {BACKEND}, {os.cpu_count()} CPU cores")
     if args.only in (None, 1):
         print("1. Hessian-vector product / gradient, same batch:")
         hvp_over_gradient(64 if args.quick else 256, 5 if args.quick else 20)
