@@ -27,6 +27,8 @@ class ParameterNormPenalty(keras.regularizers.Regularizer):
         norm=2:  Ω(W) = α/2 · ‖W‖²₂ = α/2 · Σ W²     ∂Ω/∂W = α W
         norm=1:  Ω(W) = α · ‖W‖₁   = α · Σ |W|      ∂Ω/∂W = α sign(W)
 
+    (the subgradient α sign(W) is 0 where W = 0, on every backend).
+
     Added to the data loss, the L2 form makes the gradient step of every penalized
     weight gain α W, which is what the notes call weight decay through the loss.
 
@@ -61,7 +63,10 @@ class ParameterNormPenalty(keras.regularizers.Regularizer):
     def __call__(self, x):
         if self.norm == 2:
             return 0.5 * self.alpha * keras.ops.sum(keras.ops.square(x))
-        return self.alpha * keras.ops.sum(keras.ops.abs(x))
+        # |x| as x sign(x) with sign(x) held constant: the subgradient sign(x), 0 at
+        # x = 0, on every backend (JAX differentiates its own |x| to 1 at 0).
+        sign = keras.ops.stop_gradient(keras.ops.sign(x))
+        return self.alpha * keras.ops.sum(x * sign)
 
     def get_config(self) -> dict:
         return {"alpha": self.alpha, "norm": self.norm}
