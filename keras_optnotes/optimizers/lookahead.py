@@ -9,11 +9,21 @@ from keras.saving import register_keras_serializable
 from keras_optnotes.checks import check_in_range, check_integer
 
 
+def _tensorflow_eagerly() -> bool:
+    """Whether this is the TensorFlow backend running eagerly (not inside a graph)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.executing_eagerly()
+
+
 class _CompiledFunctions:
     """Holds compiled functions out of sight of Keras' and TensorFlow's trackers."""
 
     def __init__(self):
         self.functions = {}
+        self.started = False  # eager TensorFlow: the inner optimizer has stepped
 
 
 @register_keras_serializable(package="keras_optnotes")
@@ -229,21 +239,26 @@ class Lookahead(keras.optimizers.Optimizer):
             ops.cond(self._is_sync_step(), synchronize, lambda: None)
 
         key = tuple(id(v) for v in fast_weights)
-        self._maybe_compiled("start", key, start_if_first)()
+        eager = _tensorflow_eagerly()
+        if not (eager and self._compiled.started):
+            self._maybe_compiled("start", key, start_if_first)()
         self.inner_optimizer.apply(grads, trainable_variables)
         self._maybe_compiled("synchronize", key, synchronize_if_due)()
+        if eager and not self._compiled.started:
+            # Once the inner optimizer has stepped its count is never 0 again, unless
+            # saved state is loaded (which resets this): the eager loop can skip the
+            # start check, one XLA call fewer per step.
+            self._compiled.started = bool(ops.convert_to_numpy(self._inner_count()) > 0)
 
     def _maybe_compiled(self, name, key, function):
         """`function`, as one XLA call when TensorFlow runs eagerly: op by op, the
         synchronization of 40 variables took 25 times as long as a Momentum step
         (benchmarks/remedies.py). Inside a `tf.function` (as in `fit`) it is traced
         into the caller's graph as it is."""
-        if keras.backend.backend() != "tensorflow":
+        if not _tensorflow_eagerly():
             return function
         import tensorflow as tf
 
-        if not tf.executing_eagerly():
-            return function
         compiled = self._compiled.functions.get((name, key))
         if compiled is None:
             compiled = tf.function(function, jit_compile=True, autograph=False)
@@ -305,6 +320,7 @@ class Lookahead(keras.optimizers.Optimizer):
 
     def load_own_variables(self, store):
         """Restores the slow weights; a layout mismatch is an error, not a warning."""
+        self._compiled.started = False
         saved = len(store.keys())
         if saved == 1 and len(self._variables) > 1:
             # Saved before it was built: no slow weight existed yet. They start at
