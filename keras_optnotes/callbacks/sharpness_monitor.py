@@ -24,7 +24,7 @@ class SharpnessMonitor(LogProducer):
     With `trace_samples ≥ 2`, Hutchinson's estimate of tr H is logged as
     `hessian_trace`. Epochs without a measurement log `nan`, so every history list
     has one entry per epoch. The Hessian-vector product (forward-over-reverse on
-    TensorFlow and JAX, double back-propagation on PyTorch; see `HessianOperator`)
+    every backend; see `HessianOperator`)
     is traced once for the whole run. Every result is also kept in `self.results`
     as `(epoch, result)`.
 

@@ -157,9 +157,10 @@ class HessianOperator:
     entries (in the order of `model.trainable_variables`, each flattened in C order).
     `matvec(v)` returns H v with H = ∇²f(θ), never forming H, on every backend
     (`hvp_method` says how): forward-over-reverse on TensorFlow
-    (`tf.autodiff.ForwardAccumulator` over the gradient's `GradientTape`) and JAX
-    (`jax.jvp` of `jax.grad` of the stateless loss), double back-propagation on
-    PyTorch (`torch.autograd.grad` with `create_graph=True`).
+    (`tf.autodiff.ForwardAccumulator` over the gradient's `GradientTape`), JAX
+    (`jax.jvp` of `jax.grad` of the stateless loss) and PyTorch (`torch.func.jvp` of
+    `torch.func.grad`), with double back-propagation where an op of the model has
+    no forward-mode rule (TensorFlow, PyTorch).
 
     On TensorFlow and JAX the three functions (loss, loss and gradient,
     Hessian-vector product) are traced once per batch shape and reused: the vector
@@ -315,8 +316,8 @@ def hessian_vector_product(
 
     H = ∇²f(θ) is the Hessian of the training loss f (see the module docstring) at the
     model's current weights θ; H v = ∂/∂t ∇_θ f(θ + t v) at t = 0, by
-    forward-over-reverse differentiation on TensorFlow and JAX and by double
-    back-propagation, ∇_θ ⟨∇_θ f(θ), v⟩, on PyTorch (see `HessianOperator`). Over
+    forward-over-reverse differentiation, or by double back-propagation,
+    ∇_θ ⟨∇_θ f(θ), v⟩, where an op has no forward-mode rule (see `HessianOperator`). Over
     several batches, H v is the batch-size-weighted average of the per-batch
     products.
 

@@ -13,8 +13,10 @@ How each backend computes H v:
 - JAX: forward-over-reverse, `jax.jvp` of `jax.grad` of the loss as a pure function of
   the trainable and non-trainable values (Keras' `StatelessScope`, as
   `model.stateless_call`), jitted.
-- PyTorch: double back-propagation, `torch.autograd.grad(create_graph=True)` then a
-  vector-Jacobian product of the gradient with v.
+- PyTorch: forward-over-reverse, `torch.func.jvp` of `torch.func.grad` of the loss as
+  a pure function of the trainable values (the same `StatelessScope`), eager; double
+  back-propagation (`torch.autograd.grad(create_graph=True)`) where an op does not
+  support `torch.func`.
 """
 
 from __future__ import annotations

@@ -1,18 +1,24 @@
 """The loss, gradient and Hessian-vector product of one batch on the PyTorch backend.
 
-Keras' torch variables hold `torch.nn.Parameter`s; the model runs eagerly on them and
-H v is double back-propagation: the gradient with `create_graph=True`, then the
-vector-Jacobian product of the gradient with v (H is symmetric, so vᵀH = (Hv)ᵀ).
-Nothing is compiled (`jit_compile=True` is refused before: torch has no XLA).
+Keras' torch variables hold `torch.nn.Parameter`s; the model runs eagerly on them.
+H v is forward-over-reverse, `torch.func.jvp` of `torch.func.grad` of the loss as a
+pure function of the trainable values (the forward pass and the loss in one Keras
+`StatelessScope` mapping the variables to them, as on JAX). Where an op of the model
+does not support `torch.func`'s transforms, it falls back to double
+back-propagation: the gradient with `create_graph=True`, then the vector-Jacobian
+product of the gradient with v (H is symmetric, so vᵀH = (Hv)ᵀ). Nothing is compiled
+(`jit_compile=True` is refused before: torch has no XLA).
 """
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import torch
 
 from keras_optnotes.diagnostics._backend.common import BatchFunctionsBase
 
+FORWARD_OVER_REVERSE = "forward-over-reverse (torch.func.jvp of torch.func.grad)"
 DOUBLE_BACKWARD = "double back-propagation (torch.autograd.grad, create_graph=True)"
 
 
@@ -23,10 +29,9 @@ def _to_numpy(tensor) -> np.ndarray:
 class BatchFunctions(BatchFunctionsBase):
     """See `keras_optnotes.diagnostics._backend.batch_functions`."""
 
-    hvp_method = DOUBLE_BACKWARD
-
-    def __init__(self, model, loss_function, training, jit_compile):
+    def __init__(self, model, loss_function, training, jit_compile, method=None):
         super().__init__(model, loss_function, training)
+        self.hvp_method = method or FORWARD_OVER_REVERSE
 
     def _parameters(self):
         return [v.value for v in self.variables]
@@ -70,6 +75,25 @@ class BatchFunctions(BatchFunctionsBase):
         tangents = [
             p.reshape(s).to(q.dtype) for p, s, q in zip(pieces, self.shapes, parameters)
         ]
+        if self.hvp_method == FORWARD_OVER_REVERSE:
+            try:
+                return self._hvp_forward(x, y, sample_weight, parameters, tangents)
+            except (RuntimeError, NotImplementedError, TypeError, ValueError):
+                # An op without torch.func support: double back-propagation from now.
+                self.hvp_method = DOUBLE_BACKWARD
+        return self._hvp_double_backward(x, y, sample_weight, parameters, tangents)
+
+    def _hvp_forward(self, x, y, sample_weight, parameters, tangents):
+        def loss(values):
+            mapping = list(zip(self.variables, values))
+            with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
+                return self._batch_loss(x, y, sample_weight)
+
+        primals = [p.detach() for p in parameters]
+        _, products = torch.func.jvp(torch.func.grad(loss), (primals,), (tangents,))
+        return _to_numpy(self._join(products))
+
+    def _hvp_double_backward(self, x, y, sample_weight, parameters, tangents):
         with torch.enable_grad():
             loss = self._batch_loss(x, y, sample_weight)
             gradients = self._gradients(loss, parameters, create_graph=True)
