@@ -1,7 +1,9 @@
 """Shared test set-up: quiet TensorFlow, the TensorFlow backend unless told otherwise.
 
 The backend-sensitive test files run again on JAX and PyTorch, each in its own pytest
-process (Keras picks its backend once per process). A test that needs TensorFlow itself
+process (Keras picks its backend once per process). They are started here as soon as
+collection ends, so that they run alongside this one, and waited for last
+(`test_other_backends.py` lists the files). A test that needs TensorFlow itself
 (`tf.distribute`, `tf.data` internals, the XLA-fused optimizer path) is marked
 `@pytest.mark.tensorflow_only` and skipped on the other backends. float64 on JAX needs
 x64 mode, switched on here.
@@ -15,9 +17,12 @@ if os.environ["KERAS_BACKEND"] == "jax":
     os.environ.setdefault("JAX_ENABLE_X64", "1")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import importlib.util  # noqa: E402
+
 import pytest  # noqa: E402
 
 BACKEND = os.environ["KERAS_BACKEND"]
+OTHER_BACKENDS_RUNNER = "test_other_backends.py"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,3 +33,16 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "tensorflow_only" in item.keywords:
                 item.add_marker(skip)
+    # The runs on the other backends go on in the background; wait for them last.
+    items.sort(key=lambda item: item.path.name == OTHER_BACKENDS_RUNNER)
+
+
+def pytest_collection_finish(session):
+    """Starts the other backends' pytest processes, if this session waits for them."""
+    if BACKEND != "tensorflow" or session.config.option.collectonly:
+        return
+    for item in session.items:
+        if item.path.name == OTHER_BACKENDS_RUNNER:
+            backend = item.callspec.params["backend"]
+            if importlib.util.find_spec(backend) is not None:
+                item.module.start(backend)

@@ -1,0 +1,115 @@
+"""The backend-sensitive test files, run again on JAX and on PyTorch.
+
+Keras picks its backend once per process, so each backend gets its own pytest process.
+`conftest.py` starts these processes as soon as the session has collected, so that
+they run while the TensorFlow suite does, and puts the tests below last; each waits
+for its process and, if it failed, shows the tail of its output.
+
+To run a file on another backend, add it to `FILES`: the one list of what runs where.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+# The files whose tests touch the backend (rules, Keras integrations, diagnostics,
+# callbacks, layers, regularizers), per backend: those that pass there today.
+FILES = {
+    "jax": [
+        "test_optimizers_reference.py",
+        "test_optimizers_conformance.py",
+        "test_diagnostics_curvature.py",
+        "test_diagnostics_landscape.py",
+        "test_callbacks_diagnostics.py",
+        "test_early_stopping.py",
+        "test_weight_noise.py",
+        "test_normalization.py",
+        "test_penalty.py",
+    ],
+    "torch": [
+        "test_optimizers_reference.py",
+        "test_optimizers_conformance.py",
+        "test_diagnostics_curvature.py",
+        "test_diagnostics_landscape.py",
+        "test_callbacks_diagnostics.py",
+        "test_early_stopping.py",
+        "test_weight_noise.py",
+        "test_normalization.py",
+        "test_penalty.py",
+    ],
+}
+
+ENVIRONMENT = {
+    "jax": {"JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"},
+    "torch": {"CUDA_VISIBLE_DEVICES": ""},
+}
+TIMEOUT_S = 900
+TAIL_LINES = 60
+
+
+class BackendRun:
+    """One pytest process over `FILES[backend]`, its output in a temporary file."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+        self.output = tempfile.TemporaryFile(mode="w+")
+        env = dict(os.environ, KERAS_BACKEND=backend, **ENVIRONMENT[backend])
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+            + ["--durations=5", *FILES[backend]],
+            cwd=HERE,
+            env=env,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait(self) -> tuple[int, str, float]:
+        """(exit status, output, seconds since start); kills it past TIMEOUT_S."""
+        remaining = TIMEOUT_S - (time.monotonic() - self.started)
+        try:
+            status = self.process.wait(timeout=max(remaining, 1))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            status = self.process.wait()
+        self.output.seek(0)
+        return status, self.output.read(), time.monotonic() - self.started
+
+
+_runs: dict[str, BackendRun] = {}
+
+
+def start(backend: str) -> BackendRun:
+    """Starts the run of `backend` once; conftest calls it when collection ends."""
+    if backend not in _runs:
+        _runs[backend] = BackendRun(backend)
+    return _runs[backend]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="the other backends are run from the TensorFlow session",
+)
+@pytest.mark.parametrize("backend", sorted(FILES))
+def test_backend_sensitive_files_pass_on(backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    status, output, seconds = start(backend).wait()
+    tail = "\n".join(output.splitlines()[-TAIL_LINES:])
+    summary = f"KERAS_BACKEND={backend}: {' '.join(FILES[backend])} ({seconds:.0f} s)"
+    print(f"{summary}\n{tail}")
+    if status == 5:
+        pytest.fail(f"{summary}: no tests collected\n{tail}")
+    assert status == 0, f"{summary} failed (exit status {status}):\n{tail}"
