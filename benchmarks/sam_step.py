@@ -1,15 +1,17 @@
 """Time per step of `fit` with SharpnessAwareMinimization against the plain step.
 
 A small CNN with batch normalization on generated 28×28 images (batch 64, SGD with
-momentum), the model's own default `jit_compile`; time per step is the median over the
-epochs after the first (compilation), and the figure reported per variant is the median
-over rounds of its ratio to the plain step measured in the same round. SAM does two
+momentum). Every variant is compiled and warmed up first; then the variants take turns,
+one epoch of `fit` each, `--rounds` times; the figures are the median time per step and
+the median over rounds of the ratio to the plain step of the same round, by the wall
+clock and by the process' CPU time (the steadier figure on a shared machine). SAM does two
 forward and backward passes and one optimizer step, so the ratio to one pass and one
 step is below 2 and approaches 2 as the passes dominate.
 
 Each backend runs in its own process (Keras picks its backend once per process).
 
-    python benchmarks/sam_step.py [--backends tensorflow,jax] [--rounds 3] [--epochs 4]
+    python benchmarks/sam_step.py [--backends tensorflow,jax] [--rounds 9]
+                                  [--jit-compile auto|true|false]
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ VARIANTS = {
 SAMPLES, BATCH = 2048, 64
 
 
-def step_times(variant: str, epochs: int) -> float:
-    """Median seconds per step of `fit` over the epochs after the first."""
+def build(variant: str, jit_compile):
+    """The CNN, wrapped for `variant`, compiled; with its data."""
     import keras
     import numpy as np
 
@@ -63,45 +65,59 @@ def step_times(variant: str, epochs: int) -> float:
     trained.compile(
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
     )
-    durations = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            durations.append((time.perf_counter() - self.start) / (SAMPLES // BATCH))
-
-    trained.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[Clock()])
-    return statistics.median(durations[1:])
+    return trained, x, y
 
 
-def run_backend(rounds: int, epochs: int) -> dict:
-    """{variant: {"step_ms": median ms, "ratio": median ratio to plain}}."""
+def epoch_step_time(trained, x, y) -> tuple[float, float]:
+    """Seconds per step of one `fit` epoch: wall-clock, and CPU time of this process
+    (all its threads), which other jobs on a shared machine disturb far less."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    trained.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    steps = SAMPLES // BATCH
+    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
+
+
+def run_backend(rounds: int, jit_compile) -> dict:
+    """{variant: {clock: {"step_ms": median ms, "ratio": median ratio to plain}}}
+    for the clocks "wall" and "cpu".
+
+    Every variant is built and compiled first (one warm-up epoch each); then the
+    variants take turns, one epoch each, `rounds` times, so that each ratio compares
+    epochs run side by side on a machine whose load drifts."""
+    runs = {variant: build(variant, jit_compile) for variant in VARIANTS}
+    for run in runs.values():
+        epoch_step_time(*run)
     times = {variant: [] for variant in VARIANTS}
     for _ in range(rounds):
-        for variant in VARIANTS:
-            times[variant].append(step_times(variant, epochs))
+        for variant, run in runs.items():
+            times[variant].append(epoch_step_time(*run))
     result = {}
     for variant, values in times.items():
-        ratios = [v / p for v, p in zip(values, times["plain"])]
-        result[variant] = {
-            "step_ms": 1000 * statistics.median(values),
-            "ratio": statistics.median(ratios),
-        }
+        result[variant] = {}
+        for index, clock in enumerate(("wall", "cpu")):
+            mine = [v[index] for v in values]
+            ratios = [v / p[index] for v, p in zip(mine, times["plain"])]
+            result[variant][clock] = {
+                "step_ms": 1000 * statistics.median(mine),
+                "ratio": statistics.median(ratios),
+            }
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="tensorflow,jax")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--jit-compile", default="auto", choices=["auto", "true", "false"]
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_backend(args.rounds, args.epochs)))
+        jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+        print(json.dumps(run_backend(args.rounds, jit)))
         return
     for backend in args.backends.split(","):
         env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
@@ -110,17 +126,23 @@ def main() -> None:
             __file__,
             "--child",
             f"--rounds={args.rounds}",
-            f"--epochs={args.epochs}",
+            f"--jit-compile={args.jit_compile}",
         ]
         run = subprocess.run(command, env=env, capture_output=True, text=True)
         if run.returncode != 0:
             print(f"{backend}: failed\n{run.stderr[-2000:]}", file=sys.stderr)
             continue
         result = json.loads(run.stdout.strip().splitlines()[-1])
-        print(f"\n{backend}: ms per step (median), ratio to plain (median of rounds)")
-        for variant, figures in result.items():
+        print(
+            f"\n{backend} (jit_compile={args.jit_compile}): per step, median; "
+            "ratio to plain, median of rounds"
+        )
+        print(f"  {'':<14} {'wall ms':>8} {'ratio':>6} {'CPU ms':>8} {'ratio':>6}")
+        for variant, clocks in result.items():
+            wall, cpu = clocks["wall"], clocks["cpu"]
             print(
-                f"  {variant:<14} {figures['step_ms']:7.2f} ms  {figures['ratio']:.2f}x"
+                f"  {variant:<14} {wall['step_ms']:8.2f} {wall['ratio']:5.2f}x "
+                f"{cpu['step_ms']:8.2f} {cpu['ratio']:5.2f}x"
             )
 
 

@@ -328,6 +328,7 @@ def test_config_round_trip():
     )
 
 
+@pytest.mark.slow
 def test_save_load_in_a_fresh_process_continues_identically(data, tmp_path):
     """Train 2 steps with Adam, save to .keras; a fresh process (importing only the
     package) loads it and trains 2 more steps; the weights and the optimizer's state

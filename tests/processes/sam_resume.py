@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras_optnotes.training  # noqa: E402, F401  (registers the class with Keras)
+import keras_optnotes  # noqa: E402, F401  (alone registers the package's classes)
 
 directory = Path(sys.argv[1])
 keras.config.set_floatx("float64")
