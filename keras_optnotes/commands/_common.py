@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 
 from keras_optnotes.data import DATASETS
@@ -75,25 +74,3 @@ def add_output_arguments(
         help=f"output folder (default: ./{default_out}/)",
     )
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {quick}")
-
-
-@contextlib.contextmanager
-def op_determinism():
-    """Turns TensorFlow's op determinism on, and back off afterwards if it was off."""
-    import tensorflow as tf
-
-    try:  # TensorFlow has no public way back, so leave it on if this moves.
-        from tensorflow.python.framework.config import (
-            disable_op_determinism,
-            is_op_determinism_enabled,
-        )
-
-        was_enabled = is_op_determinism_enabled()
-    except ImportError:
-        disable_op_determinism, was_enabled = None, True
-    tf.config.experimental.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if not was_enabled:
-            disable_op_determinism()
