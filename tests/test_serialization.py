@@ -17,17 +17,19 @@ from conftest import BACKEND
 from processes.launch import command, describe, environment
 
 from keras_optnotes import optimizers
-from keras_optnotes.callbacks import PrecheltEarlyStopping
+from keras_optnotes.callbacks import PrecheltEarlyStopping, StochasticWeightAveraging
 from keras_optnotes.layers import WeightNoise
 from keras_optnotes.regularizers import ParameterNormPenalty
+from keras_optnotes.training import SharpnessAwareMinimization
 
 
-def _model(optimizer=None, hidden=None):
-    """A tiny compiled model; `hidden` replaces its first layer."""
+def _model(optimizer=None, hidden=None, wrap=None):
+    """A tiny compiled model; `hidden` replaces its first layer, `wrap` wraps it."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((3,)), hidden or keras.layers.Dense(2), keras.layers.Dense(1)]
     )
+    model = wrap(model) if wrap else model
     model.compile(optimizer=optimizer or "sgd", loss="mse")
     return model
 
@@ -42,6 +44,15 @@ RECIPES = {
         )
         for rule in optimizers.list_rules()
     },
+    "LARS": (optimizers.LARS, lambda: _model(optimizers.LARS(0.2, momentum=0.8))),
+    "Lookahead": (
+        optimizers.Lookahead,
+        lambda: _model(optimizers.Lookahead(optimizers.Adam(), sync_period=3)),
+    ),
+    "SharpnessAwareMinimization": (
+        SharpnessAwareMinimization,
+        lambda: _model(wrap=lambda m: SharpnessAwareMinimization(m, rho=0.1)),
+    ),
     "WeightNoise": (
         WeightNoise,
         lambda: _model(hidden=WeightNoise(keras.layers.Dense(2), stddev=0.05, seed=1)),
@@ -55,6 +66,10 @@ RECIPES = {
     "PrecheltEarlyStopping": (
         PrecheltEarlyStopping,
         lambda: PrecheltEarlyStopping("PQ", alpha=0.3, strip_length=4, verbose=1),
+    ),
+    "StochasticWeightAveraging": (
+        StochasticWeightAveraging,
+        lambda: StochasticWeightAveraging(start_epoch=3, frequency=2),
     ),
 }
 
@@ -104,5 +119,7 @@ def test_get_returns_an_optimizer_instance_unchanged():
     assert optimizers.get(optimizer) is optimizer
     keras_optimizer = keras.optimizers.SGD()
     assert optimizers.get(keras_optimizer) is keras_optimizer
-    with pytest.raises(ValueError, match="Keyword arguments apply to a rule given by name"):
+    with pytest.raises(
+        ValueError, match="Keyword arguments apply to a rule given by name"
+    ):
         optimizers.get(optimizer, learning_rate=0.1)

@@ -104,7 +104,10 @@ class Adam(Optimizer):
         self.update_moving_average(v, ops.square(g), self.beta_2)
         if self.amsgrad:
             v_hat = self.velocity_hats[index]
-            self.assign(v_hat, ops.maximum(v_hat, v))
+            # max(v̂, v) as a `where`: Keras 3.15's `ops.maximum` on the torch backend
+            # returns float32 for two float64 tensors (its dtype lookup misses torch
+            # dtypes), which cost AMSGrad its float64 precision there.
+            self.assign(v_hat, ops.where(ops.greater(v, v_hat), v, v_hat))
             v = v_hat
         if self.epsilon_inside_sqrt:
             step_size = ops.divide(ops.multiply(lr, ops.sqrt(bias_2)), bias_1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import ClassVar
 
 import keras
@@ -286,6 +287,10 @@ class Optimizer(keras.optimizers.Optimizer):
 
         if isinstance(learning_rate, keras.Variable):
             learning_rate = learning_rate.value
+        elif isinstance(learning_rate, numbers.Real):
+            # A callable's Python number: float64, so that float64 variables get it
+            # exactly, as on the plain path (tf.convert_to_tensor would make float32).
+            learning_rate = tf.constant(learning_rate, tf.float64)
         learning_rate = tf.convert_to_tensor(learning_rate)
         for start, stop in self._fused_groups(trainable_variables):
             variables = trainable_variables[start:stop]
