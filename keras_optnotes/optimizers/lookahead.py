@@ -23,7 +23,6 @@ class _CompiledFunctions:
 
     def __init__(self):
         self.functions = {}
-        self.started = False  # eager TensorFlow: the inner optimizer has stepped
 
 
 @register_keras_serializable(package="keras_optnotes")
@@ -90,7 +89,7 @@ class Lookahead(keras.optimizers.Optimizer):
         self.inner_optimizer = optimizer
         self.sync_period = sync_period
         self.slow_step_size = slow_step_size
-        self._compiled = _CompiledFunctions()
+        self._compiled_functions = _CompiledFunctions()
         # As in Keras' LossScaleOptimizer, the base's own iteration counter stays in
         # `variables` unused (removing it breaks TF checkpoints): `iterations` is the
         # inner optimizer's.
@@ -232,37 +231,31 @@ class Lookahead(keras.optimizers.Optimizer):
             for fast, slow in zip(fast_weights, slow_weights):
                 fast.assign(slow)
 
-        def start_if_first():
-            ops.cond(ops.equal(self._inner_count(), 0), start, lambda: None)
-
-        def synchronize_if_due():
-            ops.cond(self._is_sync_step(), synchronize, lambda: None)
-
-        key = tuple(id(v) for v in fast_weights)
-        eager = _tensorflow_eagerly()
-        if not (eager and self._compiled.started):
-            self._maybe_compiled("start", key, start_if_first)()
-        self.inner_optimizer.apply(grads, trainable_variables)
-        self._maybe_compiled("synchronize", key, synchronize_if_due)()
-        if eager and not self._compiled.started:
-            # Once the inner optimizer has stepped its count is never 0 again, unless
-            # saved state is loaded (which resets this): the eager loop can skip the
-            # start check, one XLA call fewer per step.
-            self._compiled.started = bool(ops.convert_to_numpy(self._inner_count()) > 0)
-
-    def _maybe_compiled(self, name, key, function):
-        """`function`, as one XLA call when TensorFlow runs eagerly: op by op, the
-        synchronization of 40 variables took 25 times as long as a Momentum step
-        (benchmarks/remedies.py). Inside a `tf.function` (as in `fit`) it is traced
-        into the caller's graph as it is."""
         if not _tensorflow_eagerly():
-            return function
+            # In a graph (as in `fit`) and on PyTorch: the conditions as ops.
+            ops.cond(ops.equal(self._inner_count(), 0), start, lambda: None)
+            self.inner_optimizer.apply(grads, trainable_variables)
+            ops.cond(self._is_sync_step(), synchronize, lambda: None)
+            return
+        # Eager TensorFlow: the counter read on the host, each assignment one XLA call.
+        # Op by op the synchronization of 40 variables took 25 Momentum steps; with
+        # the condition inside the XLA call, every apply() cost 1.9 Momentum steps
+        # (benchmarks/remedies.py).
+        key = tuple(id(v) for v in fast_weights)
+        if int(ops.convert_to_numpy(self._inner_count())) == 0:
+            self._compiled("start", key, start)()
+        self.inner_optimizer.apply(grads, trainable_variables)
+        if int(ops.convert_to_numpy(self._inner_count())) % self.sync_period == 0:
+            self._compiled("synchronize", key, synchronize)()
+
+    def _compiled(self, name, key, function):
+        """`function` as an XLA-compiled `tf.function`, made once per variable list."""
         import tensorflow as tf
 
-        compiled = self._compiled.functions.get((name, key))
+        compiled = self._compiled_functions.functions.get((name, key))
         if compiled is None:
             compiled = tf.function(function, jit_compile=True, autograph=False)
-            self._compiled.functions[(name, key)] = compiled
+            self._compiled_functions.functions[(name, key)] = compiled
         return compiled
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
@@ -320,7 +313,6 @@ class Lookahead(keras.optimizers.Optimizer):
 
     def load_own_variables(self, store):
         """Restores the slow weights; a layout mismatch is an error, not a warning."""
-        self._compiled.started = False
         saved = len(store.keys())
         if saved == 1 and len(self._variables) > 1:
             # Saved before it was built: no slow weight existed yet. They start at
