@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_OUT = "./optnotes-report/tutorials"
+_dpi = 110  # of the PNGs `save` writes; `parse_options` lowers it for --quick
 
 
 def import_backend_quietly() -> None:
@@ -136,6 +137,8 @@ def parse_options(
     if args.seeds is None:
         args.seeds = quick_seeds if (args.quick and quick_seeds) else default_seeds
     args.prog, args.name = prog, Path(script).stem
+    global _dpi
+    _dpi = 50 if args.quick else 110
     return args
 
 
@@ -329,10 +332,45 @@ def digits_as_vectors(seed: int = 0, max_samples: int | None = None):
     )
 
 
+def label(
+    axes,
+    xlabel: str,
+    ylabel: str | None = None,
+    title: str | None = None,
+    *,
+    log: str = "",
+    legend: str | None = "small",
+    grid: bool = False,
+):
+    """Names an `Axes`' axes and title, sets log scales, draws its legend and grid.
+
+    Args:
+        axes: a matplotlib `Axes`.
+        xlabel, ylabel, title: the texts (`None`: leave as is).
+        log: "x", "y" or "xy": the axes on a log scale.
+        legend: the legend's font size, or `None` for no legend.
+        grid: draw a light grid (major and minor lines).
+    """
+    axes.set_xlabel(xlabel)
+    if ylabel is not None:
+        axes.set_ylabel(ylabel)
+    if title is not None:
+        axes.set_title(title)
+    if "x" in log:
+        axes.set_xscale("log")
+    if "y" in log:
+        axes.set_yscale("log")
+    if grid:
+        axes.grid(True, which="both", alpha=0.3)
+    if legend is not None:
+        axes.legend(fontsize=legend)
+
+
 def save(figure, staging: Path, filename: str) -> Path:
-    """Saves a figure of `keras_optnotes.report.new_figure` as a PNG."""
+    """Saves a figure of `keras_optnotes.report.new_figure` as a PNG (110 dpi; 50
+    after `parse_options` saw `--quick`, where the figure only has to exist)."""
     path = Path(staging) / filename
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=_dpi)
     return path
 
 
