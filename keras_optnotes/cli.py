@@ -83,6 +83,8 @@ class _QuietLoader(importlib.abc.Loader):
                 self._after(module)
 
     def __getattr__(self, name):  # get_data, get_resource_reader, ... of the original
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 
