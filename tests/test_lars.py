@@ -18,7 +18,7 @@ LR32 = float(np.float32(0.1))  # Keras keeps the learning rate in a float32 vari
 # kernel that starts at zero (ratio 1 until it moves), a kernel excluded by name.
 SHAPES = [(3, 5), (7,), (2, 3, 4), (3, 2), (4, 2)]
 NAMES = ["kernel", "bias", "conv", "zero_start", "excluded_kernel"]
-STEPS = 30
+STEPS = 16
 KWARGS = {
     "momentum": 0.8,
     "weight_decay": 0.01,

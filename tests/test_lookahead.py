@@ -17,7 +17,7 @@ from keras_optnotes import optimizers
 
 BACKEND = keras.backend.backend()
 SHAPES = [(3, 4), (5,)]
-STEPS = 23  # not a multiple of k: the run ends in the middle of a period
+STEPS = 13  # not a multiple of k: the run ends in the middle of a period
 LR = 0.05
 LR32 = float(np.float32(LR))
 
