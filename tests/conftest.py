@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 
 BACKEND = os.environ["KERAS_BACKEND"]
 OTHER_BACKENDS_RUNNER = "test_other_backends.py"
+_runners = set()  # the runner modules that started processes
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,3 +47,9 @@ def pytest_collection_finish(session):
             backend = item.callspec.params["backend"]
             if importlib.util.find_spec(backend) is not None:
                 item.module.start(backend)
+                _runners.add(item.module)
+
+
+def pytest_sessionfinish(session):
+    for runner in _runners:
+        runner.stop_all()

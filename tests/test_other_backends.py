@@ -91,6 +91,14 @@ def start(backend: str) -> BackendRun:
     return _runs[backend]
 
 
+def stop_all() -> None:
+    """Kills the runs still going (the session ended early: -x, Ctrl-C)."""
+    for run in _runs.values():
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
