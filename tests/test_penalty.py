@@ -10,7 +10,6 @@ from keras import ops
 
 from keras_optnotes.regularizers import ParameterNormPenalty, apply_penalty
 
-
 W = np.array([[0.5, -1.5, 2.0], [-0.25, 0.0, 1.0]])
 
 
