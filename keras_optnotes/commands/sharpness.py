@@ -1,30 +1,26 @@
-"""`keras-optnotes sharpness`: small-batch against large-batch solutions (Keskar et al.).
+"""`keras-optnotes sharpness`: small-batch against large-batch minima, and the remedies.
 
-The same network (`keras_optnotes.models.build_classifier`) is trained twice from the
-same initial weights with the same optimizer, once with a small batch for `--epochs`
-epochs and once with a large batch until its training loss is as low as the
-small-batch one (at most `--large-epochs` epochs): as in Keskar et al., the two
-minima are compared at the same training loss, not after the same number of steps.
-For each solution the command measures, on a fixed subset of the
-training set and with `training=False`: the Hessian's top eigenvalue λ_max, its trace
-(Hutchinson, with standard error) and Keskar's ε-sharpness; then it evaluates the
-loss along the line f((1 − α) θ_small + α θ_large) on that subset and on the validation
-set (Keskar's Figure 3). It writes `sharpness.md` (the table), `sharpness.csv` (the
-same numbers), `interpolation.csv` and `interpolation.png` into `--out`.
+The experiment is `keras_optnotes.experiments.sharpness.compare_batch_sizes` (its
+docstring describes the runs, their stopping rule and the measurements). This command
+parses the options, runs it, prints the table and writes into `--out`:
+`sharpness.md` (the table), `sharpness.csv` (the same numbers), `remedies.png` (the
+generalization gap and λ_max of every run) and, when both `small` and `large` ran,
+`interpolation.csv` and `interpolation.png` (the loss on the line between them,
+Keskar's Figure 3).
 
-Python use:
+Python use, without the command line:
 
->>> from keras_optnotes import data  # doctest: +SKIP
->>> from keras_optnotes.commands.sharpness import compare_batch_sizes
->>> result = compare_batch_sizes(data.load("digits"), epochs=5)
->>> result.rows
+    from keras_optnotes import data
+    from keras_optnotes.experiments.sharpness import compare_batch_sizes
+
+    result = compare_batch_sizes(data.load("digits"), runs=("small", "large", "sam"))
+    print(result.get("sam").lambda_max, result.get("large").loss_gap)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from keras_optnotes.cli import PROG, UsageError
@@ -36,196 +32,56 @@ from keras_optnotes.commands._common import (
     positive_float,
     positive_int,
 )
-from keras_optnotes.data import DatasetUnavailableError, Split
-from keras_optnotes.report import markdown_table, output_folder, write_csv
+from keras_optnotes.data import DatasetUnavailableError
+from keras_optnotes.experiments.sharpness import (
+    DEFAULT_EPOCHS,
+    DEFAULT_EPSILON,
+    DEFAULT_LARGE_BATCH,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MEASURE_SAMPLES,
+    DEFAULT_SMALL_BATCH,
+    DEFAULT_TRACE_SAMPLES,
+    INTERPOLATION_COLUMNS,
+    RUNS,
+    TABLE_COLUMNS,
+    BatchSizeComparison,
+    compare_batch_sizes,
+)
+from keras_optnotes.report import (
+    markdown_table,
+    new_figure,
+    output_folder,
+    print_report,
+    write_csv,
+)
 
 NAME = "sharpness"
 HELP = (
-    "Train one network with a small and a large batch and compare the two minima: "
-    "Hessian λ_max and trace, Keskar sharpness, and the loss on the line between them."
+    "Train one network with a small and a large batch, and with the large batch under "
+    "SAM, ASAM, LARS, SWA and Lookahead; compare the minima: generalization gap, "
+    "Hessian λ_max and trace, Keskar sharpness, the loss between small and large."
 )
 
-DEFAULT_SMALL_BATCH = 16
-DEFAULT_LARGE_BATCH = 512
-DEFAULT_EPOCHS = 30
-DEFAULT_LEARNING_RATE = 0.003
-DEFAULT_EPSILON = 1e-3
-DEFAULT_MEASURE_SAMPLES = 512
-DEFAULT_TRACE_SAMPLES = 20
 DEFAULT_OUT = "optnotes-report"
 QUICK_MAX_SAMPLES = 256
 QUICK_EPOCHS = 2
 QUICK_MEASURE_SAMPLES = 128
 QUICK_TRACE_SAMPLES = 4
-ALPHAS = tuple(-1.0 + 0.1 * i for i in range(31))  # −1 … 2, as in Keskar's Figure 3
-
-TABLE_COLUMNS = (
-    "solution",
-    "batch size",
-    "epochs",
-    "train loss",
-    "train accuracy",
-    "val loss",
-    "val accuracy",
-    "λ_max",
-    "λ_max converged",
-    "Hessian trace",
-    "trace std. error",
-    "Keskar sharpness",
-)
 
 
-@dataclass(frozen=True)
-class BatchSizeComparison:
-    """What `compare_batch_sizes` measured.
-
-    Attributes:
-        rows: one row of `TABLE_COLUMNS` per solution (small batch, then large).
-        alphas: the positions α of the interpolation.
-        train_line: loss on the measurement subset at each α.
-        val_line: loss on the validation set at each α.
-        epsilon: the ε of Keskar's sharpness.
-    """
-
-    rows: tuple[tuple, ...]
-    alphas: tuple[float, ...]
-    train_line: tuple[float, ...]
-    val_line: tuple[float, ...]
-    epsilon: float
-
-
-def _stop_at_loss(target: float):
-    import keras
-
-    class StopAtLoss(keras.callbacks.Callback):
-        """Stops `fit` at the end of the first epoch whose training loss ≤ target."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs and logs.get("loss", float("inf")) <= target:
-                self.model.stop_training = True
-
-    return StopAtLoss()
-
-
-def compare_batch_sizes(
-    split: Split,
-    *,
-    small_batch: int = DEFAULT_SMALL_BATCH,
-    large_batch: int = DEFAULT_LARGE_BATCH,
-    epochs: int = DEFAULT_EPOCHS,
-    large_epochs: int | None = None,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
-    epsilon: float = DEFAULT_EPSILON,
-    subspace_dim: int | None = None,
-    measure_samples: int = DEFAULT_MEASURE_SAMPLES,
-    trace_samples: int = DEFAULT_TRACE_SAMPLES,
-    seed: int = 0,
-    jit_compile: bool = True,
-    verbose: int | str = 0,
-) -> BatchSizeComparison:
-    """Trains the small-batch and large-batch solutions and measures both.
-
-    Both start from the weights of `build_classifier(..., seed=seed)` and use
-    `keras_optnotes.optimizers.Adam(learning_rate)`, with the global seed reset to
-    `seed` before each `fit`. The small batch trains for `epochs` epochs; the large
-    batch until its epoch's training loss is at most the small batch's final one,
-    for at most `large_epochs` epochs (default 10 · `epochs`). `jit_compile=False` turns XLA off
-    for the train step and the optimizer, and keeps it off the Hessian-vector
-    products, which otherwise use it on a GPU or TPU (`HessianOperator`).
-
-    Returns:
-        A `BatchSizeComparison`.
-    """
-    import keras
-
-    from keras_optnotes import diagnostics, optimizers
-    from keras_optnotes.diagnostics._backend import check_backend
-    from keras_optnotes.diagnostics.sharpness import _import_scipy_optimize
-    from keras_optnotes.models import build_classifier
-
-    # What the measurements need, checked before any training.
-    check_backend("keras-optnotes sharpness's measurements")
-    _import_scipy_optimize()
-    # `--jit` is XLA: on PyTorch (no XLA) the train step runs eagerly, not through
-    # torch.compile.
-    compile_jit = jit_compile and keras.backend.backend() != "torch"
-    subset = (split.x_train[:measure_samples], split.y_train[:measure_samples])
-    keras.utils.set_random_seed(seed)
-    base = build_classifier(split.input_shape, split.num_classes, seed=seed)
-    solutions, epochs_used, target = [], [], None
-    for batch_size, budget in ((small_batch, epochs), (large_batch, large_epochs)):
-        model = keras.models.clone_model(base)
-        model.set_weights(base.get_weights())
-        model.compile(
-            optimizer=optimizers.Adam(
-                learning_rate=learning_rate, jit_compile=jit_compile
-            ),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            jit_compile=compile_jit,
+def parse_runs(text: str | None) -> tuple[str, ...]:
+    """The runs named by `--runs` ("all" or a comma-separated list of `RUNS`)."""
+    if text is None or text.strip().lower() == "all":
+        return RUNS
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in RUNS]
+    if unknown or not names:
+        raise UsageError(
+            f"--runs {text!r}: "
+            + (f"unknown run {unknown[0]!r}" if unknown else "no run named")
+            + f"; accepted: all, or a comma-separated list of {', '.join(RUNS)}"
         )
-        keras.utils.set_random_seed(seed)
-        history = model.fit(
-            split.x_train,
-            split.y_train,
-            batch_size=batch_size,
-            epochs=budget or 10 * epochs,
-            verbose=verbose,
-            callbacks=[] if target is None else [_stop_at_loss(target)],
-        )
-        target = history.history["loss"][-1]
-        epochs_used.append(len(history.history["loss"]))
-        solutions.append(model)
-
-    rows = []
-    for label, batch_size, used, model in zip(
-        ("small batch", "large batch"),
-        (small_batch, large_batch),
-        epochs_used,
-        solutions,
-    ):
-        train = model.evaluate(*subset, verbose=0, return_dict=True)
-        val = model.evaluate(split.x_val, split.y_val, verbose=0, return_dict=True)
-        jit = None if jit_compile else False
-        eigen = diagnostics.hessian_top_eigenvalues(
-            model, subset, max_iterations=20, jit_compile=jit
-        )
-        trace = diagnostics.hessian_trace(
-            model, subset, samples=trace_samples, jit_compile=jit
-        )
-        keskar = diagnostics.keskar_sharpness(
-            model, subset, epsilon=epsilon, subspace_dim=subspace_dim, seed=seed
-        )
-        rows.append(
-            (
-                label,
-                batch_size,
-                used,
-                train["loss"],
-                train["accuracy"],
-                val["loss"],
-                val["accuracy"],
-                eigen.top,
-                eigen.converged,
-                trace.trace,
-                trace.standard_error,
-                keskar.sharpness,
-            )
-        )
-    small, large = solutions
-    train_line = diagnostics.loss_along_line(
-        small, subset, other_weights=large, alphas=ALPHAS
-    )
-    val_line = diagnostics.loss_along_line(
-        small, (split.x_val, split.y_val), other_weights=large, alphas=ALPHAS
-    )
-    return BatchSizeComparison(
-        rows=tuple(rows),
-        alphas=ALPHAS,
-        train_line=tuple(float(v) for v in train_line.losses),
-        val_line=tuple(float(v) for v in val_line.losses),
-        epsilon=float(epsilon),
-    )
+    return tuple(name for name in RUNS if name in names)
 
 
 def _trace_samples(text: str) -> int:
@@ -235,6 +91,12 @@ def _trace_samples(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of `keras-optnotes sharpness` to `parser`."""
     add_dataset_argument(parser)
+    parser.add_argument(
+        "--runs",
+        default=None,
+        metavar="all|NAME,...",
+        help="'all' (default) or a comma-separated list of " + ", ".join(RUNS),
+    )
     parser.add_argument(
         "--small-batch",
         type=positive_int,
@@ -263,14 +125,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="at most this many epochs of the large-batch run, which stops once its "
-        "training loss reaches the small-batch one (default: 10 x --epochs)",
+        "training loss reaches the small-batch one (default: 10 x --epochs); the "
+        "remedies train as many epochs as it did",
     )
     parser.add_argument(
         "--learning-rate",
         type=positive_float,
         default=DEFAULT_LEARNING_RATE,
         metavar="η",
-        help=f"Adam's learning rate for both runs (default: {DEFAULT_LEARNING_RATE})",
+        help="Adam's learning rate, and LARS' before the linear scaling (default: "
+        f"{DEFAULT_LEARNING_RATE})",
     )
     parser.add_argument(
         "--epsilon",
@@ -337,8 +201,36 @@ def plot_interpolation(result: BatchSizeComparison, path: Path, title: str) -> N
     )
 
 
+def plot_remedies(result: BatchSizeComparison, path: Path, title: str) -> None:
+    """Bars of each run's generalization gap and λ_max, saved to `path`."""
+    figure = new_figure(figsize=(10, 4.2), layout="constrained")
+    gap_axes, lambda_axes = figure.subplots(1, 2)
+    names = [run.name for run in result.runs]
+    positions = range(len(names))
+    colors = [
+        "tab:blue" if run.batch_size == result.small_batch else "tab:orange"
+        for run in result.runs
+    ]
+    for axes, values, what in (
+        (gap_axes, [run.loss_gap for run in result.runs], "validation - training loss"),
+        (lambda_axes, [run.lambda_max for run in result.runs], "Hessian λ_max"),
+    ):
+        axes.bar(positions, values, color=colors)
+        axes.set_xticks(list(positions), names, rotation=30)
+        axes.set_ylabel(what)
+        axes.set_title(what)
+        axes.grid(True, axis="y", alpha=0.3)
+    gap_axes.set_xlabel(
+        f"run (blue: batch {result.small_batch}, orange: batch {result.large_batch})"
+    )
+    lambda_axes.set_xlabel("run")
+    figure.suptitle(title)
+    figure.savefig(path, dpi=110)
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs `keras-optnotes sharpness` with parsed arguments; returns the exit status."""
+    runs = parse_runs(args.runs)
     if args.large_batch <= args.small_batch:
         raise UsageError(
             f"--large-batch {args.large_batch}: must be larger than --small-batch "
@@ -364,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--dataset {args.dataset}: {error}") from error
         result = compare_batch_sizes(
             split,
+            runs=runs,
             small_batch=args.small_batch,
             large_batch=args.large_batch,
             epochs=epochs,
@@ -375,9 +268,10 @@ def run(args: argparse.Namespace) -> int:
             trace_samples=trace_samples,
             seed=args.seed,
             jit_compile=args.jit,
+            progress=lambda line: print(line, flush=True),
         )
         title = (
-            f"{split.name}: {len(split.x_train)} training samples, Adam "
+            f"{split.name}: {len(split.x_train)} training samples, "
             f"η={args.learning_rate:g}, seed {args.seed}"
         )
         where = (
@@ -385,30 +279,35 @@ def run(args: argparse.Namespace) -> int:
             if args.subspace_dim is None
             else f"{args.subspace_dim}-dim random subspace"
         )
-        table = markdown_table(TABLE_COLUMNS, result.rows)
-        notes = (
-            f"Measured on the first {min(measure_samples, len(split.x_train))} "
-            f"training samples with training=False. Keskar sharpness: ε={args.epsilon:g}, "
+        table = markdown_table(TABLE_COLUMNS, result.table_rows())
+        summary = (
+            f"{title}. Measured on the first {result.measure_samples} training "
+            f"samples with training=False. Keskar sharpness: ε={args.epsilon:g}, "
             f"{where}, L-BFGS-B (10 iterations), in percent. λ_max by power "
-            f"iteration; trace by Hutchinson ({trace_samples} Rademacher vectors)."
+            f"iteration; trace by Hutchinson ({trace_samples} Rademacher vectors). "
+            "The remedies train with the large batch for as many epochs as the "
+            "large run took to reach the small batch's training loss."
         )
         (staging / "sharpness.md").write_text(
-            f"# keras-optnotes sharpness\n\n{title}.\n\n{table}\n{notes}\n",
-            encoding="utf-8",
+            f"# {PROG} {NAME}\n\n{summary}\n\n{table}", encoding="utf-8"
         )
-        write_csv(staging / "sharpness.csv", TABLE_COLUMNS, result.rows)
-        write_csv(
-            staging / "interpolation.csv",
-            ["alpha", "train_loss", "val_loss"],
-            list(zip(result.alphas, result.train_line, result.val_line)),
-        )
-        written = ["sharpness.md", "sharpness.csv", "interpolation.csv"]
-        try:
-            plot_interpolation(result, staging / "interpolation.png", title)
-            written.append("interpolation.png")
-        except ImportError as error:
-            print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
-    print(f"\n{title}.\n\n{table}\n{notes}")
-    out = Path(args.out)
-    print("Wrote " + ", ".join(str(out / name) for name in written))
+        write_csv(staging / "sharpness.csv", TABLE_COLUMNS, result.table_rows())
+        written = ["sharpness.md", "sharpness.csv"]
+        plots = [("remedies.png", plot_remedies)]
+        if result.alphas:
+            write_csv(
+                staging / "interpolation.csv",
+                INTERPOLATION_COLUMNS,
+                result.interpolation_rows(),
+            )
+            written.append("interpolation.csv")
+            plots.insert(0, ("interpolation.png", plot_interpolation))
+        for name, plot in plots:
+            try:
+                plot(result, staging / name, title)
+                written.append(name)
+            except ImportError as error:
+                print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
+                break
+    print_report(args.out, summary, table, written)
     return 0

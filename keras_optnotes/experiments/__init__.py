@@ -9,6 +9,9 @@ Importing this package does not import TensorFlow; running an experiment does.
   same initial weights on one network → `Comparison` of `OptimizerRun`.
 - `keras_optnotes.experiments.regularize`: `run_ablation`, no regularization and each
   regularizer alone → `Ablation` of `TechniqueRun`, with both generalization gaps.
+- `keras_optnotes.experiments.sharpness`: `compare_batch_sizes`, small- against
+  large-batch minima and the large batch under SAM, ASAM, LARS, SWA and Lookahead →
+  `BatchSizeComparison` of `SolutionRun`, with the interpolation line.
 """
 
 from keras_optnotes.experiments.compare import (  # noqa: F401
@@ -20,4 +23,9 @@ from keras_optnotes.experiments.regularize import (  # noqa: F401
     Ablation,
     TechniqueRun,
     run_ablation,
+)
+from keras_optnotes.experiments.sharpness import (  # noqa: F401
+    BatchSizeComparison,
+    SolutionRun,
+    compare_batch_sizes,
 )
