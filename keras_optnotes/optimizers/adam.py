@@ -107,7 +107,8 @@ class Adam(Optimizer):
             # max(v̂, v) as a `where`: Keras 3.15's `ops.maximum` on the torch backend
             # returns float32 for two float64 tensors (its dtype lookup misses torch
             # dtypes), which cost AMSGrad its float64 precision there.
-            self.assign(v_hat, ops.where(ops.greater(v, v_hat), v, v_hat))
+            v_now, v_max = ops.convert_to_tensor(v), ops.convert_to_tensor(v_hat)
+            self.assign(v_hat, ops.where(ops.greater(v_now, v_max), v_now, v_max))
             v = v_hat
         if self.epsilon_inside_sqrt:
             step_size = ops.divide(ops.multiply(lr, ops.sqrt(bias_2)), bias_1)
