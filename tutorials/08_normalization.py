@@ -1,0 +1,905 @@
+"""Batch normalization: does it really fix internal covariate shift?
+
+The notes' section. "Regularization" (정규화) → "Batch Normalization" (배치 정규화): in
+training each mini-batch is normalized with its own mean and variance, which are
+accumulated by an exponential moving average ("미니배치의 평균과 분산은 지수이동평균을
+통해 누적시키며 보관한다"), and at inference the accumulated statistics are used instead
+("추론 과정에서는 … 학습 과정에서 누적시키며 보관하던 평균, 분산을 이용한다"). The paper
+says it solves internal covariate shift, the layers' inputs changing their
+distribution during training, but later papers seem not to agree ("논문에서는 internal
+covariate shift … 를 해결한다고 하였으나 배치 정규화에 관한 후속 논문들은 동의하지 않는
+분위기라고 한다"); layer, instance and group normalization followed ("레이어 정규화,
+인스턴스 정규화, 그룹 정규화 등 여러 변형 알고리즘이 나왔다").
+
+The question. Does batch normalization really fix internal covariate shift — and if
+not, why does it help? Four measurements:
+
+1. Training against inference mode. The MLP 64 → (Dense(64) → BN → ReLU) × 2 → 10 on
+   the digits (flattened), SGD (η = 0.1, batch 32): every 5 steps the validation
+   accuracy in inference mode (Keras' moving statistics, momentum 0.99, the default,
+   and 0.9), in training mode (the validation set's own batch statistics) and in
+   inference mode after `keras_optnotes.callbacks.recompute_batch_normalization_statistics`
+   has set the exact training-set statistics, and the relative error of the first BN
+   layer's moving mean against those exact statistics. Early in training the moving
+   averages still remember their initial values (mean 0, variance 1) and the
+   inference-mode network is far worse than the training-mode one; later they agree.
+2. A batch of one in training mode. The batch mean is the sample itself and the
+   batch variance is 0, so x̂ = (x − x)/√(0 + ε) = 0 and the output is β whatever the
+   input: shown on a BN layer with random γ, β for several inputs (the difference from
+   β, and the gradient of the output with respect to the input); then the MLP trained
+   with batch 1: its training-mode output does not depend on its input, the gradient
+   reaching the first kernel is 0, the network can learn at most the label
+   frequencies, and the moving variance decays towards 0 (momentum^steps), so that
+   inference divides by √ε.
+3. Santurkar et al. (2018). A deeper MLP, 64 → (Dense(64) [→ BN] → ReLU) × 6 → 10,
+   SGD η = 0.1, batch 32, the same initial weights with and without BN. Every 10 steps,
+   on the training batch of that step, the training loss L and its gradient g are
+   measured at w − s·g for step sizes s from 0.05 to 0.4 (the training step is 0.1):
+   the *loss variation* is the range max − min of L over s, the *gradient
+   predictiveness* the largest ℓ2 change ‖∇L(w − s g) − g‖, and the *effective
+   β-smoothness* max_s ‖∇L(w − s g) − g‖ / ‖s g‖ (their Figure 4). And their "noisy BN"
+   (their Figure 2): after every BN layer, a random affine map and noise redrawn at
+   every training step, y = a ⊙ x + n with a_j ~ U(0.5, 1.5) and n_ij ~ N(m_j, σ_j²),
+   m_j ~ U(−1, 1), σ_j ~ U(0, 0.5) for unit j (identity at inference): the next
+   layer's input distribution now moves at every step, more than without BN. The
+   covariate shift is measured directly: the inputs of the last hidden layer on a
+   fixed probe batch of 256 training digits (in training mode, noise included) every
+   10 steps; the shift is the mean over units of |Δmean| + |Δstd| between consecutive
+   measurements. If BN worked by removing covariate shift, noisy BN would train like
+   the plain network.
+4. Batch, layer, instance and group normalization (`keras_optnotes.layers.
+   normalization`) as the batch shrinks to 2: a small CNN, Conv(8, 3×3) → norm → ReLU
+   → MaxPool 2×2 → Conv(16, 3×3) → norm → ReLU → Flatten → Dense(10), on the
+   first 384 training digits (8×8), batch 32, 8 and 2, 4 epochs at every batch size
+   (the same number of examples seen), SGD with momentum 0.9 and
+   the learning rate scaled linearly with the batch (η = 0.1·B/32; Goyal et al.
+   2017, as Wu & He 2018 do); plus the network without normalization. Layer
+   normalization takes its statistics over (H, W, C) of each example
+   (`axis=(1, 2, 3)`), as Ba et al. and Wu & He define it (Keras' default, the last
+   axis only, would normalize each pixel over its channels); group normalization uses
+   4 groups, instance normalization one channel per group.
+
+Seeds 0..N−1 fix the split, the weights and the batch order; tables give the mean ±
+standard deviation over seeds, figures the mean and a band of ± one standard
+deviation.
+
+What was cut for the 3-minute budget: digits, not CIFAR-10 or ImageNet; MLPs of 64
+units and a two-layer CNN instead of VGG and ResNet-50; 200 steps (part 1), 360 steps
+(part 3, 8 epochs) and 4 epochs on 384 digits (part 4, where batch 2 costs 768 steps
+per seed and variant); 3 seeds by default; the landscape measured every 10 steps
+on 4 step sizes; no learning-rate sweep (Santurkar et al. also show BN tolerating
+larger steps).
+
+How to read the output. `08_train_vs_inference.png` (part 1), `08_santurkar.png`
+(part 3: loss variation, gradient predictiveness, β-smoothness, training loss and
+covariate shift), `08_batch_size.png` (part 4: validation accuracy against the batch
+size, error bars over seeds), and `08_normalization.md` with the tables, part 2's
+numbers and which claims reproduced.
+
+Run:
+
+    python tutorials/08_normalization.py           # about 1½ minutes of CPU, 2 cores
+    python tutorials/08_normalization.py --quick   # smoke run, seconds
+
+References:
+    Ioffe & Szegedy, "Batch Normalization: accelerating deep network training by
+    reducing internal covariate shift", ICML 2015.
+    Santurkar, Tsipras, Ilyas, Mądry, "How does batch normalization help
+    optimization?", NeurIPS 2018 (Figures 2 and 4).
+    Ba, Kiros & Hinton, "Layer Normalization", 2016; Ulyanov, Vedaldi & Lempitsky,
+    "Instance Normalization", 2016; Wu & He, "Group Normalization", ECCV 2018.
+    Goyal et al., "Accurate, large minibatch SGD", 2017.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import _common
+
+OPTIONS = {"default_seeds": 3, "quick_seeds": 2}
+if __name__ == "__main__":  # bad options fail at once, before TensorFlow loads
+    _common.parse_options(None, __file__, __doc__, **OPTIONS)
+_common.import_backend_quietly()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_optnotes.callbacks import recompute_batch_normalization_statistics  # noqa: E402
+from keras_optnotes.diagnostics import HessianOperator  # noqa: E402
+from keras_optnotes.diagnostics.operators import preserved_weights  # noqa: E402
+from keras_optnotes.layers import normalization  # noqa: E402
+from keras_optnotes.report import new_figure  # noqa: E402
+
+LOSS = "sparse_categorical_crossentropy"
+SETTINGS = {
+    False: {
+        "max_samples": None,
+        "moving_steps": 200,
+        "moving_every": 5,
+        "single_steps": 300,
+        "santurkar_steps": 360,
+        "santurkar_every": 10,
+        "variant_samples": 384,
+        "variant_epochs": 4,
+        "batch_sizes": (32, 8, 2),
+    },
+    True: {
+        "max_samples": 200,
+        "moving_steps": 10,
+        "moving_every": 5,
+        "single_steps": 20,
+        "santurkar_steps": 20,
+        "santurkar_every": 10,
+        "variant_samples": 64,
+        "variant_epochs": 1,
+        "batch_sizes": (2,),
+    },
+}
+WIDTH = 64
+LEARNING_RATE = 0.1
+BATCH_SIZE = 32
+MOMENTA = (0.99, 0.9)
+STEP_SIZES = (0.05, 0.1, 0.2, 0.4)
+DEEP_LAYERS = 6
+PROBE_SAMPLES = 256
+VARIANTS = ("none", "batch", "noisy batch")
+KINDS = ("none", "batch", "layer", "instance", "group")
+BASE_RATE, BASE_BATCH = 0.1, 32
+
+
+class NonStationaryNoise(keras.layers.Layer):
+    """Santurkar et al.'s "noisy BN" perturbation, placed after a BN layer.
+
+    In training, for unit j: y_ij = a_j x_ij + n_ij with n_ij ~ N(m_j, σ_j²), where
+    a_j ~ U(0.5, 1.5), m_j ~ U(−1, 1) and σ_j ~ U(0, 0.5) are drawn again at every call
+    (every training step): a non-zero mean, non-unit variance, non-stationary shift of
+    the distribution the next layer sees. At inference it is the identity.
+    """
+
+    def __init__(self, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        units = (x.shape[-1],)
+        scale = keras.random.uniform(units, 0.5, 1.5, seed=self.generator)
+        mean = keras.random.uniform(units, -1.0, 1.0, seed=self.generator)
+        spread = keras.random.uniform(units, 0.0, 0.5, seed=self.generator)
+        noise = keras.random.normal(keras.ops.shape(x), seed=self.generator)
+        return scale * x + mean + spread * noise
+
+
+def dense_network(depth: int, variant: str, seed: int, momentum: float = 0.99):
+    """64 → (Dense(WIDTH) [→ BN [→ noise]] → ReLU) × depth → softmax; the Dense
+    kernels depend on `seed` and the position only, so every variant starts from the
+    same weights. The inputs of the last hidden Dense layer are the model's second
+    output (for the covariate-shift probe)."""
+    inputs = keras.Input(shape=(64,))
+    x = inputs
+    for position in range(1, depth + 1):
+        if position == depth:
+            last_input = x
+        x = keras.layers.Dense(
+            WIDTH,
+            kernel_initializer=keras.initializers.GlorotUniform(seed * 1000 + position),
+        )(x)
+        if variant != "none":
+            x = normalization("batch", momentum=momentum)(x)
+        if variant == "noisy batch":
+            x = NonStationaryNoise(seed * 1000 + 100 + position)(x)
+        x = keras.layers.Activation("relu")(x)
+    outputs = keras.layers.Dense(
+        10,
+        activation="softmax",
+        kernel_initializer=keras.initializers.GlorotUniform(seed * 1000 + 99),
+    )(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.SGD(LEARNING_RATE),
+        loss=LOSS,
+        metrics=["accuracy"],
+        jit_compile=False,  # networks this small train faster without XLA on CPU
+    )
+    return model, keras.Model(inputs, last_input)
+
+
+class ModelPool:
+    """One compiled model per architecture, restarted for every seed and setting.
+
+    Each new Keras model traces its own train step (about a second of CPU each);
+    restarting one model at the initial weights of a fresh build (moving statistics
+    included) with a zeroed optimizer gives the same run at the cost of one trace
+    per batch shape.
+    """
+
+    def __init__(self):
+        self.built = {}
+
+    def restart(self, key, build):
+        """`build()`'s model (or `(model, *extras)`), or the one kept under `key` set
+        to the weights `build()` starts from."""
+        fresh = build()
+        kept = self.built.setdefault(key, fresh)
+        if kept is not fresh:
+            model = kept[0] if isinstance(kept, tuple) else kept
+            initial = fresh[0] if isinstance(fresh, tuple) else fresh
+            model.set_weights(initial.get_weights())
+            rate = initial.optimizer.learning_rate
+            for variable in model.optimizer.variables:  # the step count, the slots
+                variable.assign(keras.ops.zeros_like(variable))
+            model.optimizer.learning_rate = rate
+        return kept
+
+
+def batch_order(samples: int, batch_size: int, steps: int, seed: int):
+    """`steps` batches of indices: shuffled passes over the samples, whole batches."""
+    rng = np.random.default_rng(seed)
+    per_epoch = samples // batch_size
+    order = np.concatenate(
+        [rng.permutation(samples) for _ in range(-(-steps // per_epoch))]
+    )
+    return order[: steps * batch_size].reshape(steps, batch_size)
+
+
+def accuracy(model, x, y, training: bool) -> float:
+    """Accuracy of one forward pass over all of `x`; in training mode the BN layers
+    use the statistics of `x` itself and their moving statistics are left as they
+    were."""
+    with preserved_weights(model):
+        p = keras.ops.convert_to_numpy(model(x, training=training))
+    return float(np.mean(np.argmax(p, axis=1) == y))
+
+
+def moving_statistics(split, seed: int, settings: dict, pool: ModelPool) -> dict:
+    """Part 1: training- vs inference-mode accuracy and the moving mean's error."""
+    x, y = split.x_train, split.y_train
+    batches = batch_order(len(x), BATCH_SIZE, settings["moving_steps"], seed)
+    result = {}
+    for momentum in MOMENTA:
+        keras.utils.set_random_seed(seed)
+        model, _ = pool.restart(
+            ("moving", momentum), lambda m=momentum: dense_network(2, "batch", seed, m)
+        )
+        first = next(
+            layer
+            for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        )
+        rows = []
+        for step, index in enumerate(batches, start=1):
+            model.train_on_batch(x[index], y[index])
+            if step % settings["moving_every"] and step != 1:
+                continue
+            moving = keras.ops.convert_to_numpy(first.moving_mean)
+            with preserved_weights(model):
+                recompute_batch_normalization_statistics(model, x, batch_size=256)
+                exact = keras.ops.convert_to_numpy(first.moving_mean)
+                recomputed = accuracy(model, split.x_val, split.y_val, False)
+            rows.append(
+                (
+                    step,
+                    accuracy(model, split.x_val, split.y_val, False),
+                    accuracy(model, split.x_val, split.y_val, True),
+                    recomputed,
+                    float(np.linalg.norm(moving - exact) / np.linalg.norm(exact)),
+                )
+            )
+        result[momentum] = np.array(rows)
+    return result
+
+
+def single_sample_layer(seed: int = 0, calls: int = 5) -> dict:
+    """Part 2a: a BN layer with random γ, β in training mode on batches of one.
+
+    Each call is one sample: the batch variance is 0, so the moving variance after k
+    calls is exactly momentum^k (from its initial 1) and the output is β."""
+    rng = np.random.default_rng(seed)
+    layer = normalization("batch")
+    layer.build((None, 16))
+    gamma = rng.uniform(0.5, 2.0, 16).astype(np.float32)
+    beta = rng.normal(size=16).astype(np.float32)
+    layer.gamma.assign(gamma)
+    layer.beta.assign(beta)
+    inputs = rng.normal(scale=3.0, size=(calls, 1, 16)).astype(np.float32)
+    outputs = np.stack(
+        [keras.ops.convert_to_numpy(layer(x, training=True))[0] for x in inputs]
+    )
+    # TensorFlow computes BN as x·s + (β − μ·s), s = γ/√(σ² + ε): with μ = x that is
+    # β up to the rounding of x·s, a few units in the last place of the largest |x·s|.
+    scale = gamma / np.sqrt(np.float32(layer.epsilon))
+    bound = float(4 * np.spacing(np.float32(np.max(np.abs(inputs[:, 0] * scale)))))
+    return {
+        "inputs": inputs[:, 0],
+        "outputs": outputs,
+        "beta": beta,
+        "max_difference_from_beta": float(np.max(np.abs(outputs - beta))),
+        "rounding_bound": bound,
+        "moving_variance": keras.ops.convert_to_numpy(layer.moving_variance).astype(
+            np.float64
+        ),
+        "expected_moving_variance": float(layer.momentum) ** calls,
+        "calls": calls,
+    }
+
+
+def single_sample_training(split, seed: int, steps: int) -> dict:
+    """Part 2b: the two-layer BN MLP trained with batches of one sample."""
+    keras.utils.set_random_seed(seed)
+    model, _ = dense_network(2, "batch", seed)
+    x, y = split.x_train, split.y_train
+    order = batch_order(len(x), 1, steps, seed)
+    losses = [float(model.train_on_batch(x[i], y[i])[0]) for i in order]
+    first = next(
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    with preserved_weights(model):
+        outputs = np.concatenate(
+            [
+                keras.ops.convert_to_numpy(model(x[i : i + 1], training=True))
+                for i in range(20)
+            ]
+        )
+        operator = HessianOperator(model, (x[:1], y[:1]), loss=LOSS, training=True)
+        _, gradient = operator.loss_and_gradient()
+    pieces = operator.unflatten(gradient)
+    frequencies = np.bincount(split.y_train, minlength=10) / len(split.y_train)
+    return {
+        "steps": steps,
+        "train_loss_last": float(np.mean(losses[-50:])),
+        "label_entropy": float(-np.sum(frequencies * np.log(frequencies))),
+        "first_kernel_gradient": float(np.linalg.norm(pieces[0])),
+        "output_bias_gradient": float(np.linalg.norm(pieces[-1])),
+        "output_spread_over_inputs": float(np.max(np.std(outputs, axis=0))),
+        "moving_variance_mean": float(
+            np.mean(keras.ops.convert_to_numpy(first.moving_variance))
+        ),
+        "momentum_power": float(first.momentum) ** steps,
+        "val_accuracy": accuracy(model, split.x_val, split.y_val, False),
+        "majority_accuracy": float(
+            np.mean(split.y_val == np.argmax(np.bincount(split.y_train)))
+        ),
+    }
+
+
+def landscape(model, x, y, loss=LOSS) -> tuple[float, float, float]:
+    """Santurkar et al.'s three measurements along −g at the current weights, on one
+    batch in training mode: (loss range, largest ‖Δg‖, effective β-smoothness)."""
+    with preserved_weights(model):
+        operator = HessianOperator(model, (x, y), loss=loss, training=True)
+        start = operator.flatten(operator.get_weights())
+        loss, gradient = operator.loss_and_gradient()
+        losses, changes, ratios = [loss], [], []
+        norm = np.linalg.norm(gradient)
+        for size in STEP_SIZES:
+            operator.set_flat_weights(start - size * gradient)
+            moved_loss, moved = operator.loss_and_gradient()
+            losses.append(moved_loss)
+            change = float(np.linalg.norm(moved - gradient))
+            changes.append(change)
+            ratios.append(change / (size * norm) if norm > 0 else np.nan)
+    return float(np.ptp(losses)), max(changes), max(ratios)
+
+
+def santurkar(split, seed: int, settings: dict, pool: ModelPool) -> dict:
+    """Part 3: the deep MLP without BN, with BN and with noisy BN."""
+    x, y = split.x_train, split.y_train
+    probe_x = x[:PROBE_SAMPLES]
+    steps, every = settings["santurkar_steps"], settings["santurkar_every"]
+    batches = batch_order(len(x), BATCH_SIZE, steps, seed)
+    result = {}
+    for variant in VARIANTS:
+        keras.utils.set_random_seed(seed)
+        model, probe = pool.restart(
+            ("deep", variant), lambda v=variant: dense_network(DEEP_LAYERS, v, seed)
+        )
+        losses, measured, statistics = [], [], []
+        for step, index in enumerate(batches):
+            if step % every == 0:
+                if variant != "noisy batch":  # its loss is random at fixed weights
+                    measured.append((step, *landscape(model, x[index], y[index])))
+                with preserved_weights(model):
+                    inputs = keras.ops.convert_to_numpy(probe(probe_x, training=True))
+                statistics.append((inputs.mean(axis=0), inputs.std(axis=0)))
+            losses.append(float(model.train_on_batch(x[index], y[index])[0]))
+        means, stds = (np.array(s) for s in zip(*statistics, strict=True))
+        shift = np.mean(
+            np.abs(np.diff(means, axis=0)) + np.abs(np.diff(stds, axis=0)), 1
+        )
+        train_loss, _ = model.evaluate(x, y, verbose=0)
+        result[variant] = {
+            "losses": np.array(losses),
+            "landscape": np.array(measured) if measured else None,
+            "shift": shift,
+            "train_loss": float(train_loss),
+            "val_accuracy": accuracy(model, split.x_val, split.y_val, False),
+        }
+    return result
+
+
+def conv_network(kind: str, seed: int, batch_size: int) -> keras.Model:
+    """Conv(8) → norm → ReLU → MaxPool → Conv(16) → norm → ReLU → Flatten → softmax."""
+    arguments = {
+        "none": None,
+        "batch": {},
+        "layer": {"axis": (1, 2, 3)},
+        "instance": {},
+        "group": {"groups": 4},
+    }[kind]
+    inputs = keras.Input(shape=(8, 8, 1))
+    x = inputs
+    for position, filters in ((1, 8), (2, 16)):
+        x = keras.layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            kernel_initializer=keras.initializers.GlorotUniform(seed * 1000 + position),
+        )(x)
+        if arguments is not None:
+            x = normalization(kind, **arguments)(x)
+        x = keras.layers.Activation("relu")(x)
+        if position == 1:
+            x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(
+        10,
+        activation="softmax",
+        kernel_initializer=keras.initializers.GlorotUniform(seed * 1000 + 3),
+    )(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            BASE_RATE * batch_size / BASE_BATCH, momentum=0.9
+        ),
+        loss=LOSS,
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
+    return model
+
+
+def variants_by_batch_size(seed: int, settings: dict, pool: ModelPool) -> dict:
+    """Part 4: final validation accuracy of each normalization at each batch size."""
+    from keras_optnotes import data
+
+    split = data.load("digits", seed=seed)
+    # A multiple of every batch size: with an odd number of samples, `fit` would end
+    # each epoch of batch 2 with a batch of one, where BN outputs β (part 2).
+    keep = settings["variant_samples"]
+    x, y = split.x_train[:keep], split.y_train[:keep]
+    result = {}
+    for kind in KINDS:
+        for batch_size in settings["batch_sizes"]:
+            keras.utils.set_random_seed(seed)
+            model = pool.restart(
+                ("conv", kind), lambda k=kind, b=batch_size: conv_network(k, seed, b)
+            )
+            model.optimizer.learning_rate = BASE_RATE * batch_size / BASE_BATCH
+            model.fit(
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=settings["variant_epochs"],
+                verbose=0,
+            )
+            _, val_accuracy = model.evaluate(split.x_val, split.y_val, verbose=0)
+            result[kind, batch_size] = float(val_accuracy)
+    return result
+
+
+def plot_moving(moving: list[dict], staging, every: int):
+    figure = new_figure(figsize=(15, 4.3), layout="constrained")
+    *panels, error_axes = figure.subplots(1, len(MOMENTA) + 1)
+    columns = (
+        (1, "inference mode (moving statistics)", "-"),
+        (2, "training mode (the validation set's own statistics)", "--"),
+        (3, "inference, statistics recomputed exactly", ":"),
+    )
+    for axes, momentum in zip(panels, MOMENTA, strict=True):
+        runs = np.array([m[momentum] for m in moving])
+        for column, text, style in columns:
+            _common.mean_band(
+                axes, runs[:, :, 0], runs[:, :, column], label=text, ls=style
+            )
+        _common.label(
+            axes,
+            "training step (batch 32)",
+            "validation accuracy",
+            f"BN momentum {momentum}: training vs inference mode",
+            grid=True,
+        )
+    for momentum in MOMENTA:
+        runs = np.array([m[momentum] for m in moving])
+        _common.mean_band(
+            error_axes,
+            runs[:, :, 0],
+            runs[:, :, 4],
+            label=f"momentum {momentum}",
+            log=True,
+        )
+    _common.label(
+        error_axes,
+        "training step (batch 32)",
+        "‖moving mean − exact mean‖ / ‖exact mean‖",
+        "First BN layer: moving vs exact mean",
+        log="y",
+        grid=True,
+    )
+    return _common.save(figure, staging, "08_train_vs_inference.png")
+
+
+LANDSCAPE = (
+    (1, "loss variation (max − min of L along −g)"),
+    (2, "gradient predictiveness: max ‖∇L(w − s g) − g‖"),
+    (3, "effective β-smoothness: max ‖Δg‖ / ‖s g‖"),
+)
+COLORS = {"none": "tab:red", "batch": "tab:blue", "noisy batch": "tab:green"}
+NAMES = {"none": "no BN", "batch": "BN", "noisy batch": "noisy BN"}
+
+
+def plot_santurkar(runs: list[dict], staging, every: int):
+    figure = new_figure(figsize=(15, 8.5), layout="constrained")
+    axes = figure.subplots(2, 3).ravel()
+    for panel, (column, text) in zip(axes[:3], LANDSCAPE, strict=True):
+        for variant in ("none", "batch"):
+            curves = np.array([r[variant]["landscape"] for r in runs])
+            _common.mean_band(
+                panel,
+                curves[:, :, 0],
+                curves[:, :, column],
+                label=NAMES[variant],
+                color=COLORS[variant],
+                log=True,
+            )
+        _common.label(panel, "training step", text, text, log="y", grid=True)
+    for variant in VARIANTS:
+        losses = np.array([r[variant]["losses"] for r in runs])
+        window = min(10, losses.shape[1])
+        smooth = np.array(
+            [np.convolve(row, np.ones(window) / window, "valid") for row in losses]
+        )
+        _common.mean_band(
+            axes[3],
+            np.arange(smooth.shape[1]) + window,
+            smooth,
+            label=NAMES[variant],
+            color=COLORS[variant],
+            log=True,
+        )
+        shift = np.array([r[variant]["shift"] for r in runs])
+        _common.mean_band(
+            axes[4],
+            every * (np.arange(shift.shape[1]) + 1),
+            shift,
+            label=NAMES[variant],
+            color=COLORS[variant],
+            log=True,
+        )
+    _common.label(
+        axes[3],
+        "training step",
+        "training loss (batch, mean of 10 steps)",
+        "Training loss, SGD η = 0.1",
+        log="y",
+        grid=True,
+    )
+    _common.label(
+        axes[4],
+        "training step",
+        "mean |Δ mean| + |Δ std| of the units",
+        "Covariate shift at the last hidden layer's input",
+        log="y",
+        grid=True,
+    )
+    values = [[r[v]["val_accuracy"] for r in runs] for v in VARIANTS]
+    axes[5].bar(
+        range(len(VARIANTS)),
+        [np.mean(v) for v in values],
+        yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values],
+        color=[COLORS[v] for v in VARIANTS],
+        capsize=6,
+    )
+    axes[5].set_xticks(range(len(VARIANTS)), [NAMES[v] for v in VARIANTS])
+    _common.label(
+        axes[5],
+        "",
+        "validation accuracy (inference mode)",
+        f"After {len(runs[0]['none']['losses'])} steps (n={len(runs)})",
+        legend=None,
+    )
+    figure.suptitle(
+        f"Santurkar et al. on a {DEEP_LAYERS}-layer MLP: landscape along −g, noisy BN"
+    )
+    return _common.save(figure, staging, "08_santurkar.png")
+
+
+def plot_batch_sizes(variants: list[dict], staging, batch_sizes):
+    figure = new_figure(figsize=(7.5, 4.8), layout="constrained")
+    axes = figure.subplots()
+    for offset, kind in enumerate(KINDS):
+        values = np.array([[v[kind, b] for b in batch_sizes] for v in variants])
+        axes.errorbar(
+            np.array(batch_sizes) * (1 + 0.04 * (offset - 2)),
+            values.mean(axis=0),
+            yerr=values.std(axis=0, ddof=1) if len(values) > 1 else None,
+            marker="o",
+            capsize=4,
+            label=f"{kind} (n={len(values)})",
+        )
+    _common.label(
+        axes,
+        "batch size (log scale)",
+        "validation accuracy (inference mode)",
+        "Normalization variants as the batch shrinks (CNN on digits)",
+        grid=True,
+    )
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
+    return _common.save(figure, staging, "08_batch_size.png")
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the four parts; writes the figures and the summary; returns the numbers."""
+    args = _common.parse_options(argv, __file__, __doc__, **OPTIONS)
+    settings = SETTINGS[args.quick]
+    title = "08 — batch normalization: train vs inference, smoothness, variants"
+    with _common.output(args, title) as (staging, summary):
+        splits = [
+            _common.digits_as_vectors(seed=seed, max_samples=settings["max_samples"])
+            for seed in range(args.seeds)
+        ]
+        pool = ModelPool()
+        moving = [
+            moving_statistics(split, seed, settings, pool)
+            for seed, split in enumerate(splits)
+        ]
+        layer = single_sample_layer()
+        single = single_sample_training(splits[0], 0, settings["single_steps"])
+        landscapes = [
+            santurkar(split, seed, settings, pool) for seed, split in enumerate(splits)
+        ]
+        variants = [
+            variants_by_batch_size(seed, settings, pool) for seed in range(args.seeds)
+        ]
+        plot_moving(moving, staging, settings["moving_every"])
+        plot_santurkar(landscapes, staging, settings["santurkar_every"])
+        plot_batch_sizes(variants, staging, settings["batch_sizes"])
+        rows = summary_rows(moving, landscapes, variants, settings)
+        verdicts = check_claims(rows, layer, single, settings)
+        write_summary(summary, rows, layer, single, verdicts, settings, args.seeds)
+    return {
+        "moving": moving,
+        "layer": layer,
+        "single": single,
+        "santurkar": landscapes,
+        "variants": variants,
+        "rows": rows,
+        "verdicts": verdicts,
+    }
+
+
+def summary_rows(moving, landscapes, variants, settings) -> dict:
+    rows = {"moving": {}, "landscape": {}, "training": {}, "variants": {}}
+    for momentum in MOMENTA:
+        runs = np.array([m[momentum] for m in moving])
+        gap = (runs[:, :, 2] - runs[:, :, 1]).mean(axis=0)  # training − inference
+        rows["moving"][momentum] = {
+            "steps": runs[0, :, 0],
+            "first": [_common.spread(runs[:, 0, c]) for c in range(1, 5)],
+            "last": [_common.spread(runs[:, -1, c]) for c in range(1, 5)],
+            "largest_gap": float(gap.max()),
+            "largest_gap_step": int(runs[0, int(gap.argmax()), 0]),
+        }
+    for variant in ("none", "batch"):
+        curves = np.array([r[variant]["landscape"] for r in landscapes])
+        rows["landscape"][variant] = [
+            _common.spread(np.median(curves[:, :, c], axis=1)) for c, _ in LANDSCAPE
+        ]
+    for variant in VARIANTS:
+        runs = [r[variant] for r in landscapes]
+        rows["training"][variant] = {
+            "shift": _common.spread([np.mean(r["shift"]) for r in runs]),
+            "train_loss": _common.spread([r["train_loss"] for r in runs]),
+            "val_accuracy": _common.spread([r["val_accuracy"] for r in runs]),
+        }
+    for kind in KINDS:
+        rows["variants"][kind] = {
+            b: _common.spread([v[kind, b] for v in variants])
+            for b in settings["batch_sizes"]
+        }
+    return rows
+
+
+def check_claims(rows, layer, single, settings) -> list[str]:
+    verdicts = []
+    default = rows["moving"][MOMENTA[0]]
+    early_gap = default["largest_gap"]
+    late_gap = default["last"][1].mean - default["last"][0].mean
+    verdicts.append(
+        f"Moving statistics (momentum {MOMENTA[0]}, Keras' default): the training-mode "
+        "accuracy is ahead of the inference-mode one by up to "
+        f"{early_gap:.3f} (mean over seeds, at step {default['largest_gap_step']}); "
+        f"after step {int(default['steps'][-1])} {default['last'][0]} (inference) "
+        f"against {default['last'][1]} (training mode), gap {late_gap:+.3f}; with "
+        f"exactly recomputed statistics {default['last'][2]}. With momentum "
+        f"{MOMENTA[1]} the largest gap is {rows['moving'][MOMENTA[1]]['largest_gap']:.3f}. "
+        + (
+            "**Reproduces**: inference and training mode disagree early and agree "
+            "once the moving averages have caught up."
+            if abs(early_gap) > 3 * abs(late_gap)
+            else "**Does not reproduce** at this length."
+        )
+    )
+    exact = layer["max_difference_from_beta"] <= layer["rounding_bound"]
+    verdicts.append(
+        f"A batch of one in training mode: over {layer['calls']} different inputs the "
+        f"output differs from β by at most {layer['max_difference_from_beta']:.2g} "
+        f"(rounding bound {layer['rounding_bound']:.2g}): "
+        + ("**the output is β, whatever the input**" if exact else "**not β**")
+        + f"; the moving variance after {layer['calls']} calls is "
+        f"{np.max(np.abs(layer['moving_variance'] - layer['expected_moving_variance'])):.2g}"
+        f" from momentum^{layer['calls']} = {layer['expected_moving_variance']:.6f}."
+    )
+    verdicts.append(
+        f"Trained with batch 1 for {single['steps']} steps: the first kernel's gradient "
+        f"has norm {single['first_kernel_gradient']:.2g}; only the output layer's bias "
+        f"still learns (gradient norm {single['output_bias_gradient']:.2g}: the hidden "
+        "units output ReLU(β), and β stays 0 where ReLU's gradient at 0 is 0); the "
+        "training-mode outputs of 20 "
+        f"different digits differ by at most {single['output_spread_over_inputs']:.2g} "
+        f"(standard deviation); training loss {single['train_loss_last']:.3f} against "
+        f"the label entropy {single['label_entropy']:.3f} (the best an input-blind "
+        f"network can do); moving variance {single['moving_variance_mean']:.3g} "
+        f"(momentum^steps = {single['momentum_power']:.3g}); inference accuracy "
+        f"{single['val_accuracy']:.3f} (majority class: "
+        f"{single['majority_accuracy']:.3f}). **The network cannot learn from its "
+        "inputs.**"
+    )
+    none, batch = rows["landscape"]["none"], rows["landscape"]["batch"]
+    # Clearly smoother: lower by more than the two spreads over seeds together.
+    smoother = [
+        name
+        for (_, name), n, b in zip(LANDSCAPE, none, batch, strict=True)
+        if n.mean - b.mean > n.std + b.std
+    ]
+    verdicts.append(
+        "Santurkar et al.'s landscape (median over the measured steps, mean ± s.d. over "
+        f"seeds): loss variation {batch[0]} with BN against {none[0]} without, "
+        f"gradient change {batch[1]} against {none[1]}, β-smoothness {batch[2]} "
+        f"against {none[2]}. "
+        + (
+            "**Reproduces**: BN's landscape is clearly smoother on all three measures."
+            if len(smoother) == 3
+            else f"**Partly reproduces**: clearly smoother with BN in "
+            f"{'; '.join(smoother)}, not in the other measure(s) (differences within "
+            "the spread over seeds)."
+            if smoother
+            else "**Does not reproduce**: not clearly smoother with BN here."
+        )
+    )
+    training = rows["training"]
+    noisy, plain, normal = (training[v] for v in ("noisy batch", "none", "batch"))
+    more_shift = noisy["shift"].mean > max(plain["shift"].mean, normal["shift"].mean)
+    trains_well = noisy["val_accuracy"].mean >= plain["val_accuracy"].mean or (
+        abs(noisy["val_accuracy"].mean - normal["val_accuracy"].mean)
+        <= 2 * max(normal["val_accuracy"].std, noisy["val_accuracy"].std, 0.005)
+    )
+    verdicts.append(
+        f"Noisy BN: covariate shift {noisy['shift']} against {normal['shift']} with "
+        f"BN and {plain['shift']} without; validation accuracy {noisy['val_accuracy']} "
+        f"against {normal['val_accuracy']} and {plain['val_accuracy']}. "
+        + (
+            "**Reproduces**: far more covariate shift than either, and it still trains "
+            "about as well as BN — BN's benefit is not the removal of covariate shift."
+            if more_shift and trains_well
+            else "**Does not reproduce** as stated (see the numbers)."
+        )
+    )
+    sizes = settings["batch_sizes"]
+    big, small = sizes[0], sizes[-1]
+    if big == small:
+        return verdicts
+    drops = {
+        kind: rows["variants"][kind][big].mean - rows["variants"][kind][small].mean
+        for kind in KINDS
+    }
+    best_small = max(KINDS, key=lambda k: rows["variants"][k][small].mean)
+    verdicts.append(
+        f"From batch {big} to {small} the validation accuracy changes by "
+        + ", ".join(f"{k} {-d:+.3f}" for k, d in drops.items())
+        + f"; best at batch {small}: {best_small}. "
+        + (
+            "**Reproduces** Wu & He: batch normalization loses the most as the batch "
+            "shrinks."
+            if max(drops, key=drops.get) == "batch"
+            else "**Does not reproduce** Wu & He's ordering: batch normalization is not "
+            "the variant that loses the most here."
+        )
+    )
+    return verdicts
+
+
+def write_summary(summary, rows, layer, single, verdicts, settings, seeds):
+    summary.text(
+        f"{seeds} seeds, digits; tables give the mean ± standard deviation over seeds."
+    )
+    summary.text("## What reproduced\n\n" + "\n".join(f"- {v}" for v in verdicts))
+    summary.text("## 1. Training against inference mode (the moving statistics)")
+    summary.table(
+        [
+            "BN momentum",
+            "after step",
+            "inference (moving)",
+            "training mode",
+            "inference (recomputed)",
+            "moving-mean relative error",
+        ],
+        [
+            [momentum, int(r["steps"][i]), *(r[key])]
+            for momentum, r in rows["moving"].items()
+            for i, key in ((0, "first"), (-1, "last"))
+        ],
+    )
+    summary.figure("08_train_vs_inference.png", "training vs inference mode")
+    summary.text(
+        "## 2. A batch of one in training mode\n\n"
+        "Inputs (first 4 features of each of the single-sample batches) and outputs "
+        "against β:"
+    )
+    summary.table(
+        ["", *(f"feature {j}" for j in range(4))],
+        [
+            *(
+                [f"input {i}", *layer["inputs"][i, :4]]
+                for i in range(len(layer["inputs"]))
+            ),
+            *(
+                [f"output {i}", *layer["outputs"][i, :4]]
+                for i in range(len(layer["outputs"]))
+            ),
+            ["β", *layer["beta"][:4]],
+        ],
+    )
+    summary.text("## 3. Santurkar et al.: smoothness and noisy BN")
+    summary.table(
+        ["network", *(name for _, name in LANDSCAPE)],
+        [[NAMES[v], *rows["landscape"][v]] for v in ("none", "batch")],
+    )
+    summary.table(
+        [
+            "network",
+            "covariate shift (per 10 steps)",
+            "final training loss",
+            "validation accuracy",
+        ],
+        [
+            [NAMES[v], r["shift"], r["train_loss"], r["val_accuracy"]]
+            for v, r in rows["training"].items()
+        ],
+    )
+    summary.figure("08_santurkar.png", "Santurkar et al.'s measurements")
+    summary.text(
+        f"## 4. Normalization variants against the batch size\n\n"
+        f"{settings['variant_epochs']} epochs at every batch size, η = "
+        f"{BASE_RATE}·B/{BASE_BATCH}, validation accuracy in inference mode. At "
+        "equal epochs the larger batches take fewer steps (batch 32: "
+        f"{settings['variant_samples'] // 32} per epoch), so they are the less "
+        "trained ones; compare the variants at each batch size, and each variant's "
+        "change with the batch."
+    )
+    summary.table(
+        ["normalization", *(f"batch {b}" for b in settings["batch_sizes"])],
+        [
+            [kind, *(row[b] for b in settings["batch_sizes"])]
+            for kind, row in rows["variants"].items()
+        ],
+    )
+    summary.figure("08_batch_size.png", "normalization variants against the batch size")
+
+
+if __name__ == "__main__":
+    main()
