@@ -109,8 +109,15 @@ def test_backend_sensitive_files_pass_on(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     status, output, seconds = start(backend).wait()
-    tail = "\n".join(output.splitlines()[-TAIL_LINES:])
-    summary = f"KERAS_BACKEND={backend}: {' '.join(files(backend))} ({seconds:.0f} s)"
+    lines = output.splitlines()
+    tail = "\n".join(lines[-TAIL_LINES:])
+    # pytest's own last line ("N passed in S s") times the run itself; `seconds` is
+    # how long this session had it, waiting included.
+    last = lines[-1].strip("= ") if lines else "no output"
+    summary = (
+        f"KERAS_BACKEND={backend} ({last}; started {seconds:.0f} s ago): "
+        f"{' '.join(files(backend))}"
+    )
     print(f"{summary}\n{tail}")
     if status == 5:
         pytest.fail(f"{summary}: no tests collected\n{tail}")
