@@ -1,0 +1,276 @@
+"""Tutorials 07 (dropout) and 08 (normalization): the smoke runs and their identities.
+
+Each `--quick` run happens once per module, in-process, into a temporary folder (the
+loader and the number collector are those of `test_tutorials.py`); the tests check the
+files written, that every number is finite, the identities each tutorial measures
+(inverted dropout's kept values and expectation, weight scaling as the exact geometric
+mean of one softmax layer's sub-networks, BN's output β and moving variance momentumᵏ
+on batches of one, a zero gradient reaching the kernel before BN) and the tutorials'
+building blocks against hand-computed or closed-form values.
+"""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from test_tutorials import finite_numbers, load, quick_run
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow",
+        reason="the tutorials are run and measured on TensorFlow",
+    ),
+]
+
+FILES = {
+    "07_dropout": ("07_mc_vs_weight_scaling.png", "07_coadaptation.png"),
+    "08_normalization": (
+        "08_train_vs_inference.png",
+        "08_santurkar.png",
+        "08_batch_size.png",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def dropout(tmp_path_factory):
+    return quick_run("07_dropout", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def normalization(tmp_path_factory):
+    return quick_run("08_normalization", tmp_path_factory)
+
+
+@pytest.mark.parametrize("fixture", ["dropout", "normalization"])
+def test_writes_figures_and_summary(fixture, request):
+    module, out, result, printed = request.getfixturevalue(fixture)
+    name = module.__name__
+    summary = (out / f"{name}.md").read_text(encoding="utf-8")
+    assert summary.startswith(f"# {name[:2]} — ")
+    assert "## What reproduced" in summary
+    for figure in FILES[name]:
+        data = (out / figure).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+        assert f"]({figure})" in summary
+    assert "Run in " in summary and "s of CPU time" in summary
+    assert f"{out / name}.md" in printed
+    heading = {"07": 'Dropout" (드롭아웃)', "08": 'Batch Normalization" (배치 정규화)'}
+    assert "--quick" in module.__doc__ and heading[name[:2]] in module.__doc__
+    numbers = finite_numbers(result)
+    assert len(numbers) > 50 and np.all(np.isfinite(numbers))
+    assert result["verdicts"] and all(isinstance(v, str) for v in result["verdicts"])
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "0"], "argument --seeds: expected a positive integer"),
+        (["--quick", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_options_one_line_exit_2(name, argv, message, capsys):
+    module = load(name)
+    with pytest.raises(SystemExit) as exit_:
+        module.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"python tutorials/{name}.py: error:") and message in err
+
+
+# 07 ------------------------------------------------------------------------------
+
+
+def test_inverted_dropout_kept_values_and_expectation(dropout):
+    identity = dropout[2]["identity"]
+    # x/(1 − 0.5) = 2x is exact in binary floating point.
+    assert identity["kept_relative_error"] == 0.0
+    low, high = identity["kept_interval"]
+    assert low <= 0.5 <= high
+    # 64 means over the draws, each within a few standard errors √(p/(1−p))·x/√k.
+    assert identity["mean_max_z"] < 4.5
+    assert 0.6 < identity["mean_rms_z"] < 1.4
+    assert identity["inference_is_identity"]
+
+
+def test_weight_scaling_is_the_geometric_mean_of_all_sub_networks(dropout):
+    geometric = dropout[2]["geometric"]
+    assert geometric["masks"] == 2**12
+    assert geometric["weights_sum"] == pytest.approx(1.0, abs=1e-12)
+    # Keras' float32 inference output against the float64 enumeration.
+    assert geometric["geometric_vs_inference"] < 1e-5
+    # The arithmetic mean (what MC averaging estimates) is another prediction.
+    assert (
+        geometric["arithmetic_vs_inference"] > 100 * geometric["geometric_vs_inference"]
+    )
+    assert geometric["geometric"][0] == geometric["inference"][0]
+
+
+def test_monte_carlo_curve_groups_disjoint_passes():
+    module = load("07_dropout")
+    labels = np.array([0, 1])
+    # Four passes over two samples; pass i predicts class (i % 2) for both.
+    passes = np.zeros((4, 2, 2))
+    for i in range(4):
+        passes[i, :, i % 2] = 0.9
+        passes[i, :, 1 - i % 2] = 0.1
+    curve = module.monte_carlo_curve(passes, labels, [1, 2, 4])
+    # k = 1: every pass is right on one of the two samples.
+    assert curve[0, 0] == 0.5
+    assert curve[0, 1] == pytest.approx(-(math.log(0.9) + math.log(0.1)) / 2, 1e-12)
+    # k = 2 and 4: groups (0, 1), (2, 3) and (0..3) average to 0.5 / 0.5.
+    for row in curve[1:]:
+        assert row[1] == pytest.approx(-math.log(0.5), 1e-12)
+
+
+def test_coadaptation_measures_on_hand_made_activations():
+    module = load("07_dropout")
+    t = np.arange(8.0)
+    activations = np.stack([t, 2 * t + 1, 7 - t, np.zeros(8)], axis=1)
+    measured = module.coadaptation(activations)
+    # Three live units, all pairwise |correlation| 1; one dead unit.
+    assert measured["mean_abs_correlation"] == pytest.approx(1.0, abs=1e-12)
+    assert measured["dead_share"] == 0.25
+    # Zeros: t[0], 7 − t at t = 7, and the dead column's 8 of 32 entries.
+    assert measured["zero_share"] == (1 + 1 + 8) / 32
+    assert sorted(np.round(measured["correlations"], 12)) == [-1.0, -1.0, 1.0]
+
+
+def test_dropout_networks_share_their_initial_weights():
+    module = load("07_dropout")
+    with_dropout = module.build_network(16, (0.2, 0.5), seed=3)
+    without = module.build_network(16, (0.0, 0.0), seed=3)
+    for a, b in zip(with_dropout.get_weights(), without.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).random((5, 64)).astype("float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(with_dropout(x, training=False)),
+        keras.ops.convert_to_numpy(without(x, training=True)),
+    )
+
+
+# 08 ------------------------------------------------------------------------------
+
+
+def test_batch_of_one_outputs_beta(normalization):
+    layer = normalization[2]["layer"]
+    assert layer["max_difference_from_beta"] <= layer["rounding_bound"] < 1e-3
+    # Each of the calls had a different input, and every output row is β.
+    assert np.ptp(layer["inputs"], axis=0).min() > 0.1
+    np.testing.assert_allclose(
+        layer["outputs"],
+        np.broadcast_to(layer["beta"], layer["outputs"].shape),
+        rtol=0,
+        atol=layer["rounding_bound"],
+    )
+    # The batch variance is 0, so k calls leave momentumᵏ of the initial 1.
+    np.testing.assert_allclose(
+        layer["moving_variance"], 0.99 ** layer["calls"], rtol=1e-6, atol=0
+    )
+
+
+def test_batch_of_one_training_learns_nothing_from_the_inputs(normalization):
+    single = normalization[2]["single"]
+    assert single["first_kernel_gradient"] <= 1e-7
+    assert single["output_bias_gradient"] > 1e-3
+    assert single["output_spread_over_inputs"] < 1e-5
+    assert single["moving_variance_mean"] == pytest.approx(
+        0.99 ** single["steps"], rel=1e-5
+    )
+    assert single["train_loss_last"] > single["label_entropy"] - 0.2
+
+
+def test_moving_mean_starts_momentum_away_from_the_exact_mean(normalization):
+    # After one step the moving mean is (1 − m)·(batch mean): its relative error
+    # against the full-data mean is about m.
+    for momentum, runs in (
+        (m, [seed[m] for seed in normalization[2]["moving"]])
+        for m in normalization[0].MOMENTA
+    ):
+        for run in runs:
+            assert run[0, 0] == 1
+            assert run[0, 4] == pytest.approx(momentum, abs=0.05)
+            assert np.all((run[:, 1:4] >= 0) & (run[:, 1:4] <= 1))
+
+
+def test_landscape_on_a_quadratic_matches_the_closed_form():
+    module = load("08_normalization")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, keras.layers.Dense(1, use_bias=False)(inputs))
+    w = np.asarray(model.get_weights()[0], np.float64)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    # L(w) = mean((x w − y)²): g = 2 xᵀ(x w − y)/n, H = 2 xᵀx/n, and along −s g
+    # L(s) = L(0) − s‖g‖² + ½ s² gᵀ H g, Δg = −s H g.
+    loss0 = float(np.mean((x64 @ w - y64) ** 2))
+    g = 2 * x64.T @ (x64 @ w - y64) / len(x)
+    hessian = 2 * x64.T @ x64 / len(x)
+    sizes = np.array((0.0, *module.STEP_SIZES))
+    losses = (
+        loss0 - sizes * (g.T @ g).item() + 0.5 * sizes**2 * (g.T @ hessian @ g).item()
+    )
+    hg = float(np.linalg.norm(hessian @ g))
+    expected = (np.ptp(losses), max(module.STEP_SIZES) * hg, hg / np.linalg.norm(g))
+    measured = module.landscape(model, x, y, loss="mean_squared_error")
+    np.testing.assert_allclose(measured, expected, rtol=1e-4)
+    np.testing.assert_array_equal(model.get_weights()[0], w.astype("float32"))
+
+
+def test_non_stationary_noise():
+    module = load("08_normalization")
+    layer = module.NonStationaryNoise(seed=0)
+    x = np.full((4096, 8), 2.0, dtype="float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
+    first, second = (
+        keras.ops.convert_to_numpy(layer(x, training=True)) for _ in range(2)
+    )
+    for y in (first, second):
+        # y = a·2 + m + σ·ε with a ∈ [0.5, 1.5], m ∈ [−1, 1], σ ∈ [0, 0.5].
+        mean, std = y.mean(axis=0), y.std(axis=0)
+        assert np.all((mean > 2 * 0.5 - 1 - 0.05) & (mean < 2 * 1.5 + 1 + 0.05))
+        assert np.all(std < 0.5 * 1.05)
+    assert np.max(np.abs(first.mean(axis=0) - second.mean(axis=0))) > 0.1
+
+
+def test_model_pool_restart_equals_a_fresh_model():
+    module = load("08_normalization")
+    pool = module.ModelPool()
+    rng = np.random.default_rng(1)
+    x = rng.random((64, 64)).astype("float32")
+    y = rng.integers(0, 10, 64)
+
+    def train(model):
+        for i in range(4):
+            model.train_on_batch(x[16 * i : 16 * (i + 1)], y[16 * i : 16 * (i + 1)])
+        return model.get_weights()
+
+    train(pool.restart("m", lambda: module.dense_network(2, "batch", 0))[0])
+    restarted = train(pool.restart("m", lambda: module.dense_network(2, "batch", 5))[0])
+    fresh = train(module.dense_network(2, "batch", 5)[0])
+    for a, b in zip(restarted, fresh, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_order_covers_every_sample_once_per_epoch():
+    module = load("08_normalization")
+    order = module.batch_order(10, 3, 6, seed=0)  # 3 whole batches per epoch
+    assert order.shape == (6, 3)
+    for epoch in (order[:3], order[3:]):
+        assert len(set(epoch.ravel())) == 9
+
+
+def test_normalization_variants_ran(normalization):
+    module, _, result, _ = normalization
+    for seed in result["variants"]:
+        assert set(seed) == {
+            (kind, b)
+            for kind in module.KINDS
+            for b in module.SETTINGS[True]["batch_sizes"]
+        }
+        assert all(0.0 <= v <= 1.0 for v in seed.values())
