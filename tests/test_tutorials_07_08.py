@@ -14,15 +14,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from test_tutorials import finite_numbers, load, quick_run
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow",
-        reason="the tutorials are run and measured on TensorFlow",
-    ),
-]
+from test_tutorials import finite_numbers, load, pytestmark, quick_run  # noqa: F401
 
 FILES = {
     "07_dropout": ("07_mc_vs_weight_scaling.png", "07_coadaptation.png"),
