@@ -61,6 +61,12 @@ def _reference(rule, start, grads, transform=None, lrs=None, decay=None, exclude
     return theta
 
 
+# Keras' own clipping and EMA code passes float64 values through float32 on the torch
+# backend (Keras 3.15's `ops.maximum` returns float32 for float64 tensors there): up to
+# 1e-8 relative, measured. Our rules themselves hold 1e-12 on every backend.
+KERAS_FLOAT64 = 1e-7 if keras.backend.backend() == "torch" else 1e-12
+
+
 def _assert_close(actual, expected, rtol=1e-12):
     for k in SHAPES:
         np.testing.assert_allclose(actual[k], expected[k], rtol=rtol, atol=1e-12)
@@ -91,7 +97,9 @@ def test_clipping_keywords(rule):
     ]
     for keywords, transform in cases:
         start, actual, _ = _run(rule, keywords, grads)
-        _assert_close(actual, _reference(rule, start, grads, transform=transform))
+        _assert_close(
+            actual, _reference(rule, start, grads, transform=transform), KERAS_FLOAT64
+        )
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -164,9 +172,11 @@ def test_ema_with_overwrite_frequency(rule):
             average[k] = m * average[k] + (1 - m) * theta[k]
             if t % every == 0:
                 theta[k] = average[k].copy()
-    _assert_close(actual, theta)
+    _assert_close(actual, theta, KERAS_FLOAT64)
     stored = optimizer._model_variables_moving_average
-    _assert_close({k: v.numpy() for k, v in zip(SHAPES, stored)}, average)
+    _assert_close(
+        {k: v.numpy() for k, v in zip(SHAPES, stored)}, average, KERAS_FLOAT64
+    )
 
 
 # -- EMA weights swapped in for evaluation -----------------------------------------
