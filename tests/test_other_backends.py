@@ -26,12 +26,26 @@ HERE = Path(__file__).parent
 # callbacks, layers, regularizers. Each runs on every backend of ENVIRONMENT but
 # those NOT_YET names for it.
 FILES = [
+    # the rules and their Keras integrations
     "test_optimizers_reference.py",
     "test_optimizers_conformance.py",
+    "test_keras_integration.py",
+    "test_checkpoint_flow.py",
+    "test_resume.py",
+    "test_serialization.py",
+    # the remedies for large batches
+    "test_sam.py",
+    "test_lars.py",
+    "test_lookahead.py",
+    "test_swa.py",
+    # diagnostics and callbacks
     "test_diagnostics_curvature.py",
     "test_diagnostics_landscape.py",
     "test_callbacks_diagnostics.py",
+    "test_diagnostics_command.py",
+    "test_optimizer_state_monitor.py",
     "test_early_stopping.py",
+    # layers and regularizers
     "test_weight_noise.py",
     "test_normalization.py",
     "test_penalty.py",
