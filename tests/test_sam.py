@@ -39,10 +39,14 @@ KERAS_ROUNDING = TOLERANCE if keras.backend.backend() == "tensorflow" else 1e-6
 
 @pytest.fixture(scope="module", autouse=True)
 def float64():
-    previous = keras.config.floatx()
+    # The global dtype policy too: a test that set it explicitly (e.g. back to
+    # "float32" after mixed precision) would otherwise keep the losses in float32.
+    previous, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
     keras.config.set_floatx(previous)
+    keras.config.set_dtype_policy(previous_policy)
 
 
 @pytest.fixture(scope="module")
