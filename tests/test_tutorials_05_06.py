@@ -14,7 +14,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from test_tutorials import finite_numbers, load, quick_run
+from test_tutorials import finite_numbers, load
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,21 +44,9 @@ QUOTES = {
 }
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    runs = {}
-
-    def run(name):
-        if name not in runs:
-            runs[name] = quick_run(name, tmp_path_factory)
-        return runs[name]
-
-    return run
-
-
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_writes_figures_and_summary(quick, name):
-    module, out, result, printed = quick(name)
+def test_writes_figures_and_summary(numbered, name):
+    module, out, result, printed = numbered(name)
     summary = (out / f"{name}.md").read_text(encoding="utf-8")
     assert summary.startswith(f"# {name[:2]} — ")
     for figure in FIGURES[name]:
@@ -71,8 +59,8 @@ def test_writes_figures_and_summary(quick, name):
     assert QUOTES[name] in module.__doc__  # the notes' own words, quoted
 
 
-def test_05_numbers_are_finite(quick):
-    result = quick("05_regularization")[2]
+def test_05_numbers_are_finite(numbered):
+    result = numbered("05_regularization")[2]
     for key in ("rows", "identity", "sweep"):
         numbers = finite_numbers(result[key])
         assert numbers and np.all(np.isfinite(numbers)), key
@@ -82,8 +70,8 @@ def test_05_numbers_are_finite(quick):
         )
 
 
-def test_06_numbers_are_finite(quick):
-    result = quick("06_noise_and_mixing")[2]
+def test_06_numbers_are_finite(numbered):
+    result = numbered("06_noise_and_mixing")[2]
     numbers = finite_numbers(
         {k: v for k, v in result["rows"].items()}
     ) + finite_numbers(result["bishop"]["rows"])
@@ -93,8 +81,8 @@ def test_06_numbers_are_finite(quick):
 # 05: weight decay against the L2 penalty ---------------------------------------
 
 
-def test_gradient_descent_weight_decay_is_the_l2_penalty_step_by_step(quick):
-    identity = quick("05_regularization")[2]["identity"]
+def test_gradient_descent_weight_decay_is_the_l2_penalty_step_by_step(numbered):
+    identity = numbered("05_regularization")[2]["identity"]
     float64 = identity["GradientDescent (η=0.1), float64"]
     float32 = identity["GradientDescent (η=0.1), float32"]
     adam = identity["Adam (η=0.001), float64"]
@@ -131,8 +119,8 @@ def test_one_step_of_decay_and_of_the_penalty_written_out():
     )
 
 
-def test_adam_l2_shrinks_more_than_decoupled_decay(quick):
-    module, _, result, _ = quick("05_regularization")
+def test_adam_l2_shrinks_more_than_decoupled_decay(numbered):
+    module, _, result, _ = numbered("05_regularization")
     strengths = module.SETTINGS[True]["strengths"]
     for sweep in result["sweep"]:
         none = sweep["none", 0.0]
@@ -145,8 +133,8 @@ def test_adam_l2_shrinks_more_than_decoupled_decay(quick):
         assert sweep["l2", 1.0]["val_loss"] > sweep["decay", 1.0]["val_loss"]
 
 
-def test_ablation_rows_pair_each_technique_with_none_of_its_seed(quick):
-    result = quick("05_regularization")[2]
+def test_ablation_rows_pair_each_technique_with_none_of_its_seed(numbered):
+    result = numbered("05_regularization")[2]
     runs, rows = result["runs"], result["rows"]
     for (noise, technique), row in rows.items():
         gaps = [runs[noise, s][technique].loss_gap for s in range(result["seeds"])]
@@ -218,8 +206,8 @@ def test_replayed_criteria_match_prechelts_definitions():
 # 06: noise and mixing -------------------------------------------------------------
 
 
-def test_bishop_expansion_holds_at_small_sigma_within_the_monte_carlo_error(quick):
-    module, _, result, _ = quick("06_noise_and_mixing")
+def test_bishop_expansion_holds_at_small_sigma_within_the_monte_carlo_error(numbered):
+    module, _, result, _ = numbered("06_noise_and_mixing")
     rows = {r["sigma"]: r for r in result["bishop"]["rows"]}
     small, larger = rows[module.SMALL_SIGMA], rows[0.01]
     # The expansion's remainder is O(σ⁴): bound it at the small σ by the deviation
@@ -237,8 +225,8 @@ def test_bishop_expansion_holds_at_small_sigma_within_the_monte_carlo_error(quic
     assert abs(rows[1.0]["deviation_in_se"]) > 20
 
 
-def test_bishop_terms_match_finite_differences(quick):
-    module, _, result, _ = quick("06_noise_and_mixing")
+def test_bishop_terms_match_finite_differences(numbered):
+    module, _, result, _ = numbered("06_noise_and_mixing")
     bishop = result["bishop"]
     model, x = bishop["model"], bishop["x"][:20]
     f, g, laplacian = module.gradient_and_laplacian(model, x)
@@ -299,8 +287,8 @@ def test_coordinate_cutmix_pastes_coordinates_and_mixes_labels_by_their_share():
     np.testing.assert_allclose(counts, [0.25, 0.5, 0.25], atol=0.08)
 
 
-def test_keras_cutmix_on_points_mixes_labels_and_pastes_nothing(quick):
-    cutmix = quick("06_noise_and_mixing")[2]["keras_cutmix"]
+def test_keras_cutmix_on_points_mixes_labels_and_pastes_nothing(numbered):
+    cutmix = numbered("06_noise_and_mixing")[2]["keras_cutmix"]
     assert cutmix["coordinates_pasted"] == 0.0
     assert cutmix["label_moved"] > 0.1
 
@@ -332,24 +320,3 @@ def test_bayes_probability_of_the_two_arms():
     # A point on arm 0 (s = 0.75: φ = 1.5π) far from arm 1 is class 0.
     on_arm = np.array([[0.75 * np.cos(1.5 * np.pi), 0.75 * np.sin(1.5 * np.pi)]])
     assert module.bayes_probability(on_arm, 0.15, 1.0)[0] < 0.05
-
-
-# Bad options -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--seeds", "0"], "argument --seeds: expected a positive integer"),
-        (["--quick", "--bogus"], "unrecognized arguments: --bogus"),
-    ],
-)
-@pytest.mark.parametrize("name", sorted(FIGURES))
-def test_bad_options_one_line_exit_2(name, argv, message, capsys):
-    module = load(name)
-    with pytest.raises(SystemExit) as exit_:
-        module.main(argv)
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert err.startswith(f"python tutorials/{name}.py: error:") and message in err

@@ -56,24 +56,6 @@ def test_writes_figures_and_summary(fixture, request):
     assert result["verdicts"] and all(isinstance(v, str) for v in result["verdicts"])
 
 
-@pytest.mark.parametrize("name", sorted(FILES))
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--seeds", "0"], "argument --seeds: expected a positive integer"),
-        (["--quick", "--bogus"], "unrecognized arguments: --bogus"),
-    ],
-)
-def test_bad_options_one_line_exit_2(name, argv, message, capsys):
-    module = load(name)
-    with pytest.raises(SystemExit) as exit_:
-        module.main(argv)
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert err.startswith(f"python tutorials/{name}.py: error:") and message in err
-
-
 # 07 ------------------------------------------------------------------------------
 
 
