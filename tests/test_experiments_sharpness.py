@@ -52,6 +52,7 @@ def _tiny_split():
         ({"trace_samples": 1}, r"trace_samples.*>= 2.*trace_samples=1"),
         ({"seed": -1}, "seed=-1"),
         ({"jit_compile": "yes"}, "jit_compile='yes'"),
+        ({"keep_models": 1}, "keep_models=1"),
     ],
 )
 def test_bad_arguments_raise_before_training(keywords, message):
@@ -99,5 +100,6 @@ def test_result_rows():
     assert rows[0][TABLE_COLUMNS.index("loss gap (val - train)")] == 0.25
     assert rows[1][:4] == ["sam", "SAM rho=0.05 around Adam", 512, 3]
     assert result.interpolation_rows() == [(0.0, 0.25, 0.5), (1.0, 0.75, 1.5)]
+    assert dict(result.models) == {}  # kept only with keep_models=True
     with pytest.raises(KeyError, match="'lars' was not run; runs: small, sam"):
         result.get("lars")

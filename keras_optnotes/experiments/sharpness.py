@@ -48,9 +48,10 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from keras_optnotes.checks import check_bool, check_integer, check_positive
 from keras_optnotes.experiments._common import Progress, RunsResult
@@ -213,6 +214,10 @@ class BatchSizeComparison(RunsResult):
             and `large` ran.
         train_line: loss on the measurement subset at each α.
         val_line: loss on the validation set at each α.
+        models: the trained `keras.Model` of each run, by name, with
+            `keep_models=True`; empty otherwise (the models are large next to the
+            measurements, and a result should not hold a backend's tensors unasked).
+            Not part of the comparison of two results.
 
     `get(name)` is one run, `table_rows()` the rows of `TABLE_COLUMNS`,
     `interpolation_rows()` those of `INTERPOLATION_COLUMNS`.
@@ -231,6 +236,9 @@ class BatchSizeComparison(RunsResult):
     alphas: tuple[float, ...]
     train_line: tuple[float, ...]
     val_line: tuple[float, ...]
+    models: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False, compare=False
+    )
     _run_name: ClassVar[str] = "name"
 
     def interpolation_rows(self) -> list[tuple[float, float, float]]:
@@ -266,6 +274,7 @@ def compare_batch_sizes(
     trace_samples: int = DEFAULT_TRACE_SAMPLES,
     seed: int = 0,
     jit_compile: bool = True,
+    keep_models: bool = False,
     verbose: int | str = 0,
     progress: Progress | None = None,
 ) -> BatchSizeComparison:
@@ -294,6 +303,8 @@ def compare_batch_sizes(
         trace_samples: Rademacher vectors of the trace, ≥ 2.
         seed: seed of the weights, the batch order and the draws, ≥ 0.
         jit_compile: XLA for the train step and the optimizers.
+        keep_models: keep the trained models in the result's `models` (to draw
+            their loss surfaces, say).
         verbose: passed to `model.fit`.
         progress: called with one line as each run starts.
 
@@ -322,6 +333,7 @@ def compare_batch_sizes(
     trace_samples = check_integer("trace_samples", trace_samples, 2)
     seed = check_integer("seed", seed, 0)
     jit_compile = check_bool("jit_compile", jit_compile)
+    keep_models = check_bool("keep_models", keep_models)
 
     import keras
 
@@ -447,6 +459,7 @@ def compare_batch_sizes(
         alphas=alphas,
         train_line=train_line,
         val_line=val_line,
+        models=MappingProxyType(dict(models) if keep_models else {}),
     )
 
 
