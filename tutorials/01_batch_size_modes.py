@@ -54,7 +54,7 @@ escaped against the batch size and example paths; `01_batch_size_modes.md` the t
 
 Run:
 
-    python tutorials/01_batch_size_modes.py           # 40 s of CPU time, 2 cores
+    python tutorials/01_batch_size_modes.py           # about 45 s on two idle cores
     python tutorials/01_batch_size_modes.py --quick   # smoke run, seconds
 
 References:

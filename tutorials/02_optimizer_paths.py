@@ -45,7 +45,7 @@ equations, and the package's `NesterovMomentum` weights, over every Nesterov run
 
 Run:
 
-    python tutorials/02_optimizer_paths.py           # 60 s of CPU time, 2 cores
+    python tutorials/02_optimizer_paths.py           # about 55 s on two idle cores
     python tutorials/02_optimizer_paths.py --quick   # smoke run, seconds
 
 References:

@@ -46,7 +46,7 @@ mean over seeds and a band of ± one standard deviation; `03_units.png`,
 
 Run:
 
-    python tutorials/03_adaptive_learning_rates.py           # 80 s of CPU, 2 cores
+    python tutorials/03_adaptive_learning_rates.py           # about 95 s on two idle cores
     python tutorials/03_adaptive_learning_rates.py --quick   # smoke run, seconds
 
 References:

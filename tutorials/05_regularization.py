@@ -82,7 +82,7 @@ gap bought by training worse); `05_weight_decay_vs_l2.png` plots part 2 and
 
 Run:
 
-    python tutorials/05_regularization.py           # about 130 s of CPU time, 2 cores
+    python tutorials/05_regularization.py           # about 2½ minutes on two idle cores
     python tutorials/05_regularization.py --quick   # smoke run, seconds
 
 References:

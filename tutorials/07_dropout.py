@@ -65,7 +65,7 @@ reproduced.
 
 Run:
 
-    python tutorials/07_dropout.py           # about 1½ minutes of CPU time, 2 cores
+    python tutorials/07_dropout.py           # about 1½ minutes on two idle cores
     python tutorials/07_dropout.py --quick   # smoke run, seconds
 
 References:

@@ -78,7 +78,7 @@ numbers and which claims reproduced.
 
 Run:
 
-    python tutorials/08_normalization.py           # about 2¼ minutes of CPU time
+    python tutorials/08_normalization.py           # about 2½ minutes on two idle cores
     python tutorials/08_normalization.py --quick   # smoke run, seconds
 
 References:
