@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_optnotes.layers import normalization
+from keras_optnotes.layers import InstanceNormalization, normalization
 
 EPSILON = 1e-3
 X = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 5, 6, 4))
@@ -22,7 +22,7 @@ def standardize(x, axes):
     [
         ("batch", keras.layers.BatchNormalization),
         ("Layer", keras.layers.LayerNormalization),
-        ("INSTANCE", keras.layers.GroupNormalization),
+        ("INSTANCE", InstanceNormalization),
         ("group", keras.layers.GroupNormalization),
     ],
 )
@@ -74,5 +74,25 @@ def test_unknown_kind(kind):
 
 
 def test_instance_refuses_another_group_count():
-    with pytest.raises(ValueError, match="groups"):
+    with pytest.raises(ValueError, match="groups=2"):
         normalization("instance", groups=2)
+
+
+def test_instance_refuses_inputs_without_spatial_axes():
+    # On (N, C) each statistic is over one value: every output would be β.
+    layer = normalization("instance")
+    with pytest.raises(ValueError, match=r"spatial axes.*input_shape=\(4, 6\)"):
+        layer(np.ones((4, 6), "float32"))
+    # Keras' own layer with groups=-1 silently gives β there, the trap refused above.
+    keras_layer = keras.layers.GroupNormalization(groups=-1, center=True)
+    out = ops.convert_to_numpy(
+        keras_layer(np.arange(24.0, dtype="float32").reshape(4, 6))
+    )
+    np.testing.assert_array_equal(out, np.zeros((4, 6)))
+
+
+def test_instance_is_a_group_normalization_that_round_trips_its_config():
+    layer = normalization("instance", epsilon=1e-4, center=False)
+    assert isinstance(layer, keras.layers.GroupNormalization) and layer.groups == -1
+    clone = InstanceNormalization.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()

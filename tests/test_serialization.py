@@ -18,7 +18,7 @@ from processes.launch import command, describe, environment
 
 from keras_optnotes import optimizers
 from keras_optnotes.callbacks import PrecheltEarlyStopping, StochasticWeightAveraging
-from keras_optnotes.layers import WeightNoise
+from keras_optnotes.layers import InstanceNormalization, WeightNoise, normalization
 from keras_optnotes.regularizers import ParameterNormPenalty
 from keras_optnotes.training import SharpnessAwareMinimization
 
@@ -56,6 +56,10 @@ RECIPES = {
     "WeightNoise": (
         WeightNoise,
         lambda: _model(hidden=WeightNoise(keras.layers.Dense(2), stddev=0.05, seed=1)),
+    ),
+    "InstanceNormalization": (
+        InstanceNormalization,
+        lambda: normalization("instance", epsilon=1e-4, center=False),
     ),
     "ParameterNormPenalty": (
         ParameterNormPenalty,
