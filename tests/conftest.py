@@ -3,8 +3,9 @@
 The backend-sensitive test files run again on JAX and PyTorch, each in its own pytest
 process (Keras picks its backend once per process). They are started here as soon as
 collection ends, so that they run alongside this one, and waited for last
-(`test_other_backends.py` lists the files). A test that needs TensorFlow itself
-(`tf.distribute`, `tf.data` internals, the XLA-fused optimizer path) is marked
+(`test_other_backends.py` lists the files; in a whole-suite run the slowest TensorFlow
+files go to a second TensorFlow process the same way). A test that needs TensorFlow
+itself (`tf.distribute`, `tf.data` internals, the XLA-fused optimizer path) is marked
 `@pytest.mark.tensorflow_only` and skipped on the other backends. float64 on JAX needs
 x64 mode, switched on here.
 """
@@ -26,6 +27,14 @@ OTHER_BACKENDS_RUNNER = "test_other_backends.py"
 _runners = set()  # the runner modules that started processes
 
 
+def _runs_in_background(item) -> str | None:
+    """The backend whose background run `item` waits for, or None."""
+    if item.path.name != OTHER_BACKENDS_RUNNER:
+        return None
+    return item.callspec.params["backend"]
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected what they do
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(
         reason=f"needs the TensorFlow backend (running on {BACKEND})"
@@ -34,6 +43,14 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "tensorflow_only" in item.keywords:
                 item.add_marker(skip)
+    # The second TensorFlow process runs its files, when this session waits for it.
+    side = [item for item in items if _runs_in_background(item) == "tensorflow"]
+    if BACKEND == "tensorflow" and side:
+        moved = set(side[0].module.TENSORFLOW_SIDE_FILES)
+        deselected = [item for item in items if item.path.name in moved]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if item.path.name not in moved]
     # The runs on the other backends go on in the background; wait for them last.
     items.sort(key=lambda item: item.path.name == OTHER_BACKENDS_RUNNER)
 
@@ -43,8 +60,8 @@ def pytest_collection_finish(session):
     if BACKEND != "tensorflow" or session.config.option.collectonly:
         return
     for item in session.items:
-        if item.path.name == OTHER_BACKENDS_RUNNER:
-            backend = item.callspec.params["backend"]
+        backend = _runs_in_background(item)
+        if backend is not None:
             if importlib.util.find_spec(backend) is not None:
                 item.module.start(backend)
                 _runners.add(item.module)

@@ -1,4 +1,5 @@
-"""The backend-sensitive test files, run again on JAX and on PyTorch.
+"""The backend-sensitive test files, run again on JAX and on PyTorch; and the slowest
+TensorFlow files, in a second TensorFlow process.
 
 Keras picks its backend once per process, so each backend gets its own pytest process.
 `conftest.py` starts these processes as soon as the session has collected, so that
@@ -6,6 +7,12 @@ they run while the TensorFlow suite does, and puts the tests below last; each wa
 for its process and, if it failed, shows the tail of its output.
 
 To run a file on the other backends, add it to `FILES`, the one list of what runs there.
+
+The TensorFlow suite is one process that keeps about one of the two CI cores busy, so
+in a whole-suite run the files of `TENSORFLOW_SIDE_FILES` (the tutorials' and the
+experiments' training runs) leave it for a second TensorFlow process alongside
+(conftest deselects them here). Run on their own, or with a selection that leaves out
+the runner below, they run in this process as usual.
 """
 
 from __future__ import annotations
@@ -49,6 +56,16 @@ FILES = [
     "test_weight_noise.py",
     "test_normalization.py",
     "test_penalty.py",
+    # the experiments
+    "test_experiments_backends.py",
+]
+# TensorFlow files that a whole-suite run hands to a second TensorFlow process.
+TENSORFLOW_SIDE_FILES = [
+    "test_tutorials.py",
+    "test_tutorials_04.py",
+    "test_tutorials_05_06.py",
+    "test_tutorials_07_08.py",
+    "test_experiments_regularize.py",
 ]
 # Files of FILES that do not pass on a backend yet: {"torch": {"test_x.py"}}.
 NOT_YET: dict[str, set[str]] = {}
@@ -56,12 +73,15 @@ NOT_YET: dict[str, set[str]] = {}
 ENVIRONMENT = {
     "jax": {"JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"},
     "torch": {"CUDA_VISIBLE_DEVICES": ""},
+    "tensorflow": {},
 }
 TIMEOUT_S = 900
 TAIL_LINES = 60
 
 
 def files(backend: str) -> list[str]:
+    if backend == "tensorflow":
+        return list(TENSORFLOW_SIDE_FILES)
     return [name for name in FILES if name not in NOT_YET.get(backend, ())]
 
 
@@ -119,7 +139,7 @@ def stop_all() -> None:
     reason="the other backends are run from the TensorFlow session",
 )
 @pytest.mark.parametrize("backend", sorted(ENVIRONMENT))
-def test_backend_sensitive_files_pass_on(backend):
+def test_files_pass_in_their_own_process_on(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     status, output, seconds = start(backend).wait()

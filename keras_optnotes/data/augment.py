@@ -138,8 +138,10 @@ def augment(
     """
     # Imported here: the command line reads `keras_optnotes.data` before any backend.
     import keras
-    import tensorflow as tf
 
+    from keras_optnotes._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
     image_shape, label_shape = _batch_shapes(dataset, tf)
     seed = check_integer("seed", seed, 0)
     image_layers = []

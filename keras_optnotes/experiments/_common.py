@@ -41,7 +41,9 @@ class RunsResult:
 @contextlib.contextmanager
 def op_determinism() -> Iterator[None]:
     """Turns TensorFlow's op determinism on, and back off afterwards if it was off."""
-    import tensorflow as tf
+    from keras_optnotes._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
 
     try:  # TensorFlow has no public way back, so leave it on if this moves.
         from tensorflow.python.framework.config import (

@@ -280,9 +280,10 @@ def build_network(
 
 
 def _training_data(x, y, technique: str, num_classes: int, batch_size: int, seed: int):
-    import tensorflow as tf
-
+    from keras_optnotes._tensorflow import import_tensorflow
     from keras_optnotes.data import augment
+
+    tf = import_tensorflow()
 
     one_hot = np.eye(num_classes, dtype="float32")[y]
     dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).shuffle(
@@ -347,11 +348,13 @@ def _train_one(
     validation_curves: bool = False,
 ) -> TechniqueRun:
     import keras
-    import tensorflow as tf
 
     from keras_optnotes import optimizers
+    from keras_optnotes._tensorflow import import_tensorflow
     from keras_optnotes.callbacks import PrecheltEarlyStopping
     from keras_optnotes.regularizers import ParameterNormPenalty, apply_penalty
+
+    tf = import_tensorflow()
 
     keras.utils.set_random_seed(seed)
     input_noise = INPUT_NOISE * float(np.std(split.x_train))
