@@ -60,22 +60,24 @@ def test_bad_arguments_raise_before_training(keywords, message):
         compare_batch_sizes(_tiny_split(), **keywords)
 
 
-def _run(name, train_loss, val_loss):
-    return SolutionRun(
-        name=name,
-        setting=sharpness.SETTINGS[name],
-        batch_size=16 if name == "small" else 512,
-        epochs=3,
-        train_loss=train_loss,
-        train_accuracy=0.9,
-        val_loss=val_loss,
-        val_accuracy=0.8,
-        lambda_max=2.0,
-        lambda_max_converged=True,
-        hessian_trace=5.0,
-        trace_standard_error=0.5,
-        keskar_sharpness=1.0,
-    )
+def _run(name, train_loss, val_loss, **fields):
+    """A `SolutionRun` with made-up measurements; `fields` override them."""
+    values = {
+        "name": name,
+        "setting": sharpness.SETTINGS[name],
+        "batch_size": 16 if name == "small" else 512,
+        "epochs": 3,
+        "train_loss": train_loss,
+        "train_accuracy": 0.9,
+        "val_loss": val_loss,
+        "val_accuracy": 0.8,
+        "lambda_max": 2.0,
+        "lambda_max_converged": True,
+        "hessian_trace": 5.0,
+        "trace_standard_error": 0.5,
+        "keskar_sharpness": 1.0,
+    }
+    return SolutionRun(**{**values, **fields})
 
 
 def test_result_rows():

@@ -11,11 +11,11 @@ ring rise, the verdicts) against hand-built results with known answers.
 
 import numpy as np
 import pytest
+from test_experiments_sharpness import _run as solution_run
 from test_tutorials import finite_numbers, load, pytestmark, quick_run  # noqa: F401
 
 from keras_optnotes.diagnostics.results import LossSurface
-from keras_optnotes.experiments import sharpness
-from keras_optnotes.experiments.sharpness import BatchSizeComparison, SolutionRun
+from keras_optnotes.experiments.sharpness import BatchSizeComparison
 
 NAME = "04_sharp_and_flat_minima"
 FIGURES = (
@@ -101,19 +101,15 @@ def test_surfaces_and_line_pass_through_the_measured_losses(quick):
 
 
 def _run(name, train_loss, val_loss, accuracy, lam, trace=5.0, keskar=1.0):
-    return SolutionRun(
-        name=name,
-        setting=sharpness.SETTINGS[name],
+    return solution_run(
+        name,
+        train_loss,
+        val_loss,
         batch_size=16 if name == "small" else 256,
-        epochs=3,
-        train_loss=train_loss,
         train_accuracy=0.95,
-        val_loss=val_loss,
         val_accuracy=accuracy,
         lambda_max=lam,
-        lambda_max_converged=True,
         hessian_trace=trace,
-        trace_standard_error=0.5,
         keskar_sharpness=keskar,
     )
 
