@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_optnotes.layers import InstanceNormalization, normalization
+from keras_optnotes.layers import (
+    GroupNormalization,
+    InstanceNormalization,
+    normalization,
+)
 
 EPSILON = 1e-3
 X = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 5, 6, 4))
@@ -23,7 +27,7 @@ def standardize(x, axes):
         ("batch", keras.layers.BatchNormalization),
         ("Layer", keras.layers.LayerNormalization),
         ("INSTANCE", InstanceNormalization),
-        ("group", keras.layers.GroupNormalization),
+        ("group", GroupNormalization),
     ],
 )
 def test_kind_gives_the_keras_layer(kind, cls):
@@ -96,3 +100,27 @@ def test_instance_is_a_group_normalization_that_round_trips_its_config():
     assert isinstance(layer, keras.layers.GroupNormalization) and layer.groups == -1
     clone = InstanceNormalization.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize(
+    "kind, arguments, shape",
+    [
+        ("group", {"groups": 6}, (4, 6)),
+        ("group", {"groups": -1}, (4, 6)),
+        ("instance", {}, (4, 1, 1, 6)),
+    ],
+)
+def test_groups_of_one_value_are_refused(kind, arguments, shape):
+    layer = normalization(kind, **arguments)
+    with pytest.raises(ValueError, match=r"single value.*β.*input_shape=\("):
+        layer(np.ones(shape, "float32"))
+
+
+def test_group_normalizes_dense_features_in_groups():
+    # Three groups of two features: each pair standardized over its two values.
+    x = np.arange(24.0).reshape(4, 6) ** 1.5
+    out = ops.convert_to_numpy(
+        normalization("group", groups=3, epsilon=EPSILON)(x.astype("float32"))
+    )
+    expected = standardize(x.reshape(4, 3, 2), (2,)).reshape(4, 6)
+    np.testing.assert_allclose(out, expected, atol=1e-4)

@@ -18,7 +18,12 @@ from processes.launch import command, describe, environment
 
 from keras_optnotes import optimizers
 from keras_optnotes.callbacks import PrecheltEarlyStopping, StochasticWeightAveraging
-from keras_optnotes.layers import InstanceNormalization, WeightNoise, normalization
+from keras_optnotes.layers import (
+    GroupNormalization,
+    InstanceNormalization,
+    WeightNoise,
+    normalization,
+)
 from keras_optnotes.regularizers import ParameterNormPenalty
 from keras_optnotes.training import SharpnessAwareMinimization
 
@@ -60,6 +65,10 @@ RECIPES = {
     "InstanceNormalization": (
         InstanceNormalization,
         lambda: normalization("instance", epsilon=1e-4, center=False),
+    ),
+    "GroupNormalization": (
+        GroupNormalization,
+        lambda: normalization("group", groups=2, epsilon=1e-4),
     ),
     "ParameterNormPenalty": (
         ParameterNormPenalty,

@@ -2,6 +2,7 @@
 
 from keras_optnotes.layers.normalization import (  # noqa: F401
     NORMALIZATION_KINDS,
+    GroupNormalization,
     InstanceNormalization,
     normalization,
 )

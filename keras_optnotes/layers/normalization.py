@@ -1,6 +1,9 @@
-"""One factory for the normalization variants the notes list; the layers are Keras'."""
+"""One factory for the normalization variants the notes list; the layers are Keras'
+(group and instance normalization with a check Keras lacks)."""
 
 from __future__ import annotations
+
+import math
 
 import keras
 
@@ -30,10 +33,11 @@ def normalization(kind: str, **kwargs) -> keras.layers.Layer:
       channel separately. It needs spatial axes: on a dense layer's (N, C) output
       each statistic would be taken over one value and every output would be β, so
       building it on inputs of fewer than three axes raises.
-    - "group" (`keras.layers.GroupNormalization`, Wu & He 2018): over the spatial
-      axes and a group of C/groups channels of each example; `groups=1` is layer
-      normalization over (H, W, C), `groups=-1` (one channel per group) is
-      instance normalization.
+    - "group" (`GroupNormalization`, Keras' layer of that name, Wu & He 2018): over
+      the spatial axes and a group of C/groups channels of each example; `groups=1`
+      is layer normalization over (H, W, C), `groups=-1` (one channel per group) is
+      instance normalization. One channel per group with no spatial extent would
+      output β everywhere; building it raises.
 
     Only "batch" behaves differently in training and inference.
 
@@ -63,7 +67,7 @@ def normalization(kind: str, **kwargs) -> keras.layers.Layer:
     if key == "instance":
         return InstanceNormalization(**kwargs)
     if key == "group":
-        return keras.layers.GroupNormalization(**kwargs)
+        return GroupNormalization(**kwargs)
     raise ValueError(
         f"`kind` must be one of {', '.join(repr(k) for k in NORMALIZATION_KINDS)}. "
         f"Received: kind={kind!r}"
@@ -71,13 +75,45 @@ def normalization(kind: str, **kwargs) -> keras.layers.Layer:
 
 
 @keras.saving.register_keras_serializable(package="keras_optnotes")
-class InstanceNormalization(keras.layers.GroupNormalization):
-    """Instance normalization: Keras' `GroupNormalization` with one channel per group.
+class GroupNormalization(keras.layers.GroupNormalization):
+    """Keras' `GroupNormalization`, refusing groups of a single value per example.
+
+    With one channel per group (`groups` equal to the channels, or -1) on inputs
+    whose spatial axes hold one value, (N, C) or (N, 1, 1, C), each statistic is taken
+    over a single value, x̂ = 0, and every output is the offset β whatever the input;
+    Keras' layer computes that silently, this one raises at `build`, naming the shape.
+
+    Args:
+        **kwargs: those of `keras.layers.GroupNormalization` (`groups`, `axis`,
+            `epsilon`, `center`, `scale`, ...).
+    """
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        axis = self.axis if self.axis >= 0 else len(shape) + self.axis
+        channels = shape[axis]
+        others = [size for i, size in enumerate(shape) if i not in (0, axis)]
+        if channels is not None and None not in others:
+            groups = channels if self.groups == -1 else self.groups
+            if groups == channels and math.prod(others) == 1:
+                raise ValueError(
+                    f"Group normalization with one channel per group "
+                    f"(groups={self.groups}) needs spatial axes with more than one "
+                    "value: here every group of every example holds a single value, "
+                    "so every output would be the offset β. Use kind='layer' for "
+                    "dense features, or fewer groups. Received: "
+                    f"input_shape={shape}"
+                )
+        super().build(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="keras_optnotes")
+class InstanceNormalization(GroupNormalization):
+    """Instance normalization: `GroupNormalization` with one channel per group.
 
     Each example's channels are standardized over the spatial axes separately, then
-    scaled and shifted (γ, β per channel). Inputs need at least one spatial axis,
-    (N, ..., C) with three or more axes; `build` refuses (N, C), on which every
-    output would be β.
+    scaled and shifted (γ, β per channel). The spatial axes must hold more than one
+    value: `build` refuses (N, C) or (N, 1, 1, C), on which every output would be β.
 
     Args:
         **kwargs: those of `keras.layers.GroupNormalization` (`axis`, `epsilon`,
@@ -93,13 +129,3 @@ class InstanceNormalization(keras.layers.GroupNormalization):
                 f"Received: groups={groups!r}"
             )
         super().__init__(groups=-1, **kwargs)
-
-    def build(self, input_shape):
-        if len(input_shape) < 3:
-            raise ValueError(
-                "Instance normalization needs inputs with spatial axes, (batch, ..., "
-                "channels), at least 3 axes: over a single value per example and "
-                "channel every output would be the offset β. Use kind='layer' for "
-                f"dense features. Received: input_shape={tuple(input_shape)}"
-            )
-        super().build(input_shape)
