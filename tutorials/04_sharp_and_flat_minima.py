@@ -313,11 +313,13 @@ def plot_interpolation(results: Sequence, staging):
     for x, name in ((0.0, "small"), (1.0, "large")):
         axes.axvline(x, color="k", lw=0.6, alpha=0.5)
         axes.annotate(
-            name,
-            (x, 1.0),
+            f"θ_{name}",
+            (x, 0.98),
             xycoords=("data", "axes fraction"),
-            ha="center",
-            va="bottom",
+            xytext=(3, 0),
+            textcoords="offset points",
+            ha="left",
+            va="top",
             fontsize="small",
         )
     _common.label(
