@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config, items):
     # The second TensorFlow process runs its files, when this session waits for it.
     side = [item for item in items if _runs_in_background(item) == "tensorflow"]
     if BACKEND == "tensorflow" and side:
-        moved = set(side[0].module.TENSORFLOW_SIDE_FILES)
+        moved = set(side[0].module.files("tensorflow"))
         deselected = [item for item in items if item.path.name in moved]
         if deselected:
             config.hook.pytest_deselected(items=deselected)

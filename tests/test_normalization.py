@@ -82,16 +82,10 @@ def test_instance_refuses_another_group_count():
         normalization("instance", groups=2)
 
 
-def test_instance_refuses_inputs_without_spatial_axes():
-    # On (N, C) each statistic is over one value: every output would be β.
-    layer = normalization("instance")
-    with pytest.raises(ValueError, match=r"spatial axes.*input_shape=\(4, 6\)"):
-        layer(np.ones((4, 6), "float32"))
-    # Keras' own layer with groups=-1 silently gives β there, the trap refused above.
-    keras_layer = keras.layers.GroupNormalization(groups=-1, center=True)
-    out = ops.convert_to_numpy(
-        keras_layer(np.arange(24.0, dtype="float32").reshape(4, 6))
-    )
+def test_keras_group_normalization_outputs_beta_on_groups_of_one_value():
+    # The trap the package's layers refuse (below): one value per group, x̂ = 0.
+    layer = keras.layers.GroupNormalization(groups=-1)
+    out = ops.convert_to_numpy(layer(np.arange(24.0, dtype="float32").reshape(4, 6)))
     np.testing.assert_array_equal(out, np.zeros((4, 6)))
 
 
@@ -107,6 +101,7 @@ def test_instance_is_a_group_normalization_that_round_trips_its_config():
     [
         ("group", {"groups": 6}, (4, 6)),
         ("group", {"groups": -1}, (4, 6)),
+        ("instance", {}, (4, 6)),
         ("instance", {}, (4, 1, 1, 6)),
     ],
 )

@@ -183,16 +183,17 @@ def run_rows(results: Sequence, names: Sequence[str]) -> dict:
     """`{run: {quantity: Spread, "values": {...}}}` over the seeds, and each run's
     paired change from `large` of the same seed (which shares its split, weights and
     batch order)."""
-    rows = {}
-    for name in names:
-        values = {
+
+    def per_seed(name):
+        return {
             q: np.array([get(r.get(name)) for r in results], float)
             for q, get in QUANTITIES.items()
         }
-        large = {
-            q: np.array([get(r.get("large")) for r in results], float)
-            for q, get in QUANTITIES.items()
-        }
+
+    large = per_seed("large")
+    rows = {}
+    for name in names:
+        values = per_seed(name)
         row = {q: _common.spread(v) for q, v in values.items()}
         row["values"] = values
         for q in ("loss_gap", "val_accuracy", "train_loss", "lambda_max"):
@@ -372,28 +373,19 @@ def plot_surfaces(found: dict, rises: dict, staging):
 def plot_remedies(rows: dict, remedies, staging):
     figure = new_figure(figsize=(12, 4.8), layout="constrained")
     left, right = figure.subplots(1, 2)
+    for axes in (left, right):
+        axes.axhline(0, color="k", lw=0.7)
+        axes.axvline(0, color="k", lw=0.7)
     for k, name in enumerate(remedies, start=1):
-        row = rows[name]
         for axes, key in ((left, "delta_val_accuracy"), (right, "delta_lambda_max")):
-            axes.errorbar(
-                row["delta_loss_gap"].mean,
-                row[key].mean,
-                xerr=row["delta_loss_gap"].std,
-                yerr=row[key].std,
-                fmt="o",
+            _common.paired_change(
+                axes,
+                rows[name],
+                "delta_loss_gap",
+                key,
                 color=f"C{k}",
-                capsize=3,
                 label=LABELS[name],
             )
-            axes.plot(
-                row["delta_loss_gap_values"],
-                row[f"{key}_values"],
-                ".",
-                color=f"C{k}",
-                alpha=0.5,
-            )
-            axes.axhline(0, color="k", lw=0.7)
-            axes.axvline(0, color="k", lw=0.7)
     _common.label(
         left,
         "change of the loss gap from the large run (same seed)",
@@ -449,8 +441,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "counts": counts,
         "surfaces": found,
         "rises": rises,
-        "models": models,
-        "subset": subset,
         "seeds": seeds,
     }
 

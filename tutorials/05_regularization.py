@@ -346,23 +346,13 @@ def plot_gap_against_accuracy(rows: dict, techniques, staging):
     figure = new_figure(figsize=(12, 5), layout="constrained")
     for axes, noise in zip(figure.subplots(1, 2), LABEL_NOISES, strict=True):
         for k, technique in enumerate(techniques[1:], start=1):
-            row = rows[noise, technique]
-            axes.errorbar(
-                row["delta_loss_gap"].mean,
-                row["delta_val_accuracy"].mean,
-                xerr=row["delta_loss_gap"].std,
-                yerr=row["delta_val_accuracy"].std,
-                fmt="o",
+            _common.paired_change(
+                axes,
+                rows[noise, technique],
+                "delta_loss_gap",
+                "delta_val_accuracy",
                 color=f"C{k}",
-                capsize=3,
                 label=LABELS[technique],
-            )
-            axes.plot(
-                row["delta_loss_gap_values"],
-                row["delta_val_accuracy_values"],
-                ".",
-                color=f"C{k}",
-                alpha=0.5,
             )
         axes.axhline(0, color="k", lw=0.7)
         axes.axvline(0, color="k", lw=0.7)

@@ -309,6 +309,28 @@ def mean_band(
     return drawn
 
 
+def paired_change(axes, row: dict, x_key: str, y_key: str, *, color, label: str):
+    """One arm's change from its baseline of the same seed, on two measures.
+
+    `row[key]` is the `Spread` of a change over the seeds and `row[key + "_values"]`
+    its per-seed values: the mean is drawn with ± one standard deviation as error
+    bars, each seed as a small dot.
+    """
+    axes.errorbar(
+        row[x_key].mean,
+        row[y_key].mean,
+        xerr=row[x_key].std,
+        yerr=row[y_key].std,
+        fmt="o",
+        color=color,
+        capsize=3,
+        label=label,
+    )
+    axes.plot(
+        row[f"{x_key}_values"], row[f"{y_key}_values"], ".", color=color, alpha=0.5
+    )
+
+
 def binomial_interval(successes: int, trials: int, z: float = 1.96):
     """Wilson's 95 % interval of a proportion: `(low, high)`."""
     if trials <= 0:
