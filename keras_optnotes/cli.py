@@ -21,15 +21,9 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-PROG = "keras-optnotes"
+from keras_optnotes._usage import PROG, UsageError
 
-
-class UsageError(Exception):
-    """Bad input from the command line; printed as one line, exit status 2."""
-
-    def __init__(self, message: str, prog: str = PROG):
-        super().__init__(message)
-        self.prog = prog
+__all__ = ["PROG", "UsageError", "build_parser", "main"]
 
 
 class _OneLineParser(argparse.ArgumentParser):

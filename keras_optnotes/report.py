@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_optnotes._usage import PROG, UsageError
+
 
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
@@ -55,8 +57,6 @@ def output_folder(path: str | os.PathLike) -> Iterator[Path]:
     Raises:
         keras_optnotes.cli.UsageError: `path` is not a folder or is not writable.
     """
-    from keras_optnotes.cli import UsageError
-
     target = Path(path).expanduser().absolute()
     if target.exists() and not target.is_dir():
         raise UsageError(f"output folder {path}: exists and is not a folder")
@@ -242,8 +242,6 @@ def write_report(
     Returns:
         The names of the files written.
     """
-    from keras_optnotes.cli import PROG
-
     staging = Path(staging)
     (staging / f"{command}.md").write_text(
         f"# {PROG} {command}\n\n{summary}\n\n{table}", encoding="utf-8"

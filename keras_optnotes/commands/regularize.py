@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from keras_optnotes.cli import UsageError
+from keras_optnotes._usage import UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,
