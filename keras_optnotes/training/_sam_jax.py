@@ -17,16 +17,14 @@ def train_step(sam, state, data):
     mapping = list(zip(optimizer.variables, optimizer_values))
     with keras.StatelessScope(state_mapping=mapping):
         loss_scale = optimizer.scale_loss(keras.ops.ones((), "float32"))
-    result = sam_module.sharpness_aware_gradients(
+        iterations = optimizer.iterations.value
+    result = sam_module.train_step_gradients(
         sam,
         value_and_grad,
-        trainable,
-        non_trainable,
-        metrics,
-        x,
-        y,
-        sample_weight,
+        (trainable, non_trainable, metrics),
+        (x, y, sample_weight),
         loss_scale,
+        iterations,
     )
     trainable, optimizer_values = optimizer.stateless_apply(
         optimizer_values, result.gradients, trainable

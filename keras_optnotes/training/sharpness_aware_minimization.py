@@ -40,17 +40,62 @@ def sharpness_aware_perturbation(
     perturbation, never NaN).
     """
     if adaptive:
-        scales = [ops.abs(w) + ops.cast(eta, w.dtype) for w in weights]
+        # convert_to_tensor, not cast: TensorFlow's cast of a Python float goes
+        # through float32 (0.01 would become 0.01 - 2.2e-10 in float64).
+        scales = [ops.abs(w) + ops.convert_to_tensor(eta, w.dtype) for w in weights]
         scaled = [t * g for t, g in zip(scales, gradients)]
         directions = [t * s for t, s in zip(scales, scaled)]
     else:
         scaled = directions = list(gradients)
-    # At least float32, so that half-precision gradients cannot overflow the norm.
-    dtypes = {keras.backend.standardize_dtype(g.dtype) for g in scaled}
-    dtype = "float64" if "float64" in dtypes else "float32"
+    dtype = _accumulation_dtype(scaled)
     norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(s, dtype))) for s in scaled))
     factor = rho / ops.where(norm > 0, norm, ops.ones_like(norm))
     return [ops.cast(factor, d.dtype) * d for d in directions]
+
+
+def _accumulation_dtype(tensors: Sequence[Any]) -> str:
+    # At least float32, so that half-precision gradients cannot overflow a norm.
+    dtypes = {keras.backend.standardize_dtype(t.dtype) for t in tensors}
+    return "float64" if "float64" in dtypes else "float32"
+
+
+def _global_dot(a: Sequence[Any], b: Sequence[Any]) -> Any:
+    """Σ over all tensors of Σ aᵢ bᵢ, in float32 at least (float64 if any is)."""
+    dtype = _accumulation_dtype([*a, *b])
+    return sum(
+        ops.sum(ops.multiply(ops.cast(s, dtype), ops.cast(t, dtype)))
+        for s, t in zip(a, b)
+    )
+
+
+def looksam_direction(gradients: Sequence[Any], sam_gradients: Sequence[Any]) -> list:
+    """LookSAM's g_v = g_s − (g·g_s / ‖g‖²) g: the part of the SAM gradient g_s
+    orthogonal to the plain gradient g (global dot product and norm, over all tensors
+    together). g_v = g_s when g = 0."""
+    squared = _global_dot(gradients, gradients)
+    dot = _global_dot(gradients, sam_gradients)
+    coefficient = ops.where(squared > 0, dot, ops.zeros_like(dot)) / ops.where(
+        squared > 0, squared, ops.ones_like(squared)
+    )
+    return [
+        s - ops.cast(coefficient, g.dtype) * g for g, s in zip(gradients, sam_gradients)
+    ]
+
+
+def looksam_gradient(
+    gradients: Sequence[Any], directions: Sequence[Any], alpha: float
+) -> list:
+    """LookSAM's gradient between SAM steps: g + α (‖g‖ / ‖g_v‖) g_v, global norms;
+    g itself when g_v = 0 (never NaN from a zero g_v)."""
+    gradient_norm = ops.sqrt(_global_dot(gradients, gradients))
+    direction_norm = ops.sqrt(_global_dot(directions, directions))
+    factor = (alpha * gradient_norm) / ops.where(
+        direction_norm > 0, direction_norm, ops.ones_like(direction_norm)
+    )
+    return [
+        g + ops.cast(factor, g.dtype) * ops.cast(v, g.dtype)
+        for g, v in zip(gradients, directions)
+    ]
 
 
 def all_finite(tensors: Sequence[Any]) -> Any:
@@ -66,6 +111,8 @@ class SamGradients(NamedTuple):
     metrics_values: list  # after the unperturbed pass(es) only
     loss: Any  # unscaled loss of the unperturbed pass(es)
     y_pred: Any  # predictions of the unperturbed pass(es)
+    # ∇L(w) of the scaled loss, averaged over the splits, when asked for (else None)
+    unperturbed_gradients: list | None = None
 
 
 def _batch_size(x: Any) -> Any:
@@ -157,6 +204,7 @@ def sharpness_aware_gradients(
     y: Any,
     sample_weight: Any,
     loss_scale: Any,
+    keep_unperturbed: bool = False,
 ) -> SamGradients:
     """Both passes of one SAM step on the variables' values; nothing is assigned.
 
@@ -169,12 +217,13 @@ def sharpness_aware_gradients(
     so that a loss-scale overflow reaches the optimizer as a non-finite gradient at w
     and the `LossScaleOptimizer` skips the step); the perturbed pass runs at w + ε from
     the *same* non-trainable state as the unperturbed one (same dropout mask, its
-    batch-norm updates discarded). The perturbed gradients are averaged over splits.
+    batch-norm updates discarded). The perturbed gradients are averaged over splits;
+    with `keep_unperturbed` so are the unperturbed ones (LookSAM needs both).
     """
     data = (x, y, sample_weight)
     num_splits = sam.num_batch_splits or 1
     parts = [_Split(data, None, None)] if num_splits == 1 else _split(data, num_splits)
-    summed, loss, predictions = None, None, []
+    summed, unperturbed_summed, loss, predictions = None, None, None, []
     for (part_x, part_y, part_weight), share, nonempty in parts:
         unperturbed = _scaled_loss(
             sam, part_x, part_y, part_weight, loss_scale, non_trainable, metrics
@@ -201,18 +250,13 @@ def sharpness_aware_gradients(
         _, perturbed_gradients = value_and_grad(perturbed, perturbed_weights)
         perturbed_gradients = _fill_none(perturbed_gradients, trainable)
         if share is not None:
-            perturbed_gradients = [
-                g * ops.cast(share, g.dtype) for g in perturbed_gradients
-            ]
-            part_loss = part_loss * ops.cast(share, part_loss.dtype)
-            zeros = [ops.zeros_like(g) for g in perturbed_gradients]
-            perturbed_gradients = _masked(nonempty, perturbed_gradients, zeros)
-            [part_loss] = _masked(nonempty, [part_loss], [ops.zeros_like(part_loss)])
-        summed = (
-            perturbed_gradients
-            if summed is None
-            else [s + g for s, g in zip(summed, perturbed_gradients)]
-        )
+            perturbed_gradients = _share_of(perturbed_gradients, share, nonempty)
+            [part_loss] = _share_of([part_loss], share, nonempty)
+        summed = _accumulate(summed, perturbed_gradients)
+        if keep_unperturbed:
+            if share is not None:
+                gradients = _share_of(gradients, share, nonempty)
+            unperturbed_summed = _accumulate(unperturbed_summed, gradients)
         loss = part_loss if loss is None else loss + part_loss
         # The perturbed pass' state is dropped; the next split continues from the
         # unperturbed one (an empty split, possible only at run time, changes none).
@@ -220,11 +264,108 @@ def sharpness_aware_gradients(
         metrics = _masked(nonempty, next_metrics, metrics)
         predictions.append(y_pred)
     y_pred = predictions[0] if len(predictions) == 1 else _concatenate(predictions)
-    return SamGradients(summed, non_trainable, metrics, loss, y_pred)
+    return SamGradients(
+        summed, non_trainable, metrics, loss, y_pred, unperturbed_summed
+    )
+
+
+def _share_of(tensors: Sequence[Any], share: Any, nonempty: Any) -> list:
+    """Each tensor times its split's share of the batch; zero for an empty split."""
+    shared = [t * ops.cast(share, t.dtype) for t in tensors]
+    return _masked(nonempty, shared, [ops.zeros_like(t) for t in shared])
+
+
+def _accumulate(total: list | None, tensors: list) -> list:
+    return tensors if total is None else [s + t for s, t in zip(total, tensors)]
 
 
 def _fill_none(gradients: Sequence[Any], weights: Sequence[Any]) -> list:
     return [ops.zeros_like(w) if g is None else g for g, w in zip(gradients, weights)]
+
+
+def efficient_sharpness_aware_gradients(
+    sam: SharpnessAwareMinimization,
+    value_and_grad: Callable,
+    trainable: list,
+    non_trainable: list,
+    metrics: list,
+    x: Any,
+    y: Any,
+    sample_weight: Any,
+    loss_scale: Any,
+    iterations: Any,
+) -> SamGradients:
+    """One step of SAM every `sam.interval`-th iteration, on the variables' values.
+
+    At the optimizer's iterations 0, k, 2k, … the step is `sharpness_aware_gradients`
+    (and, with LookSAM, the new g_v goes into the wrapper's direction variables'
+    slots of the returned non-trainable values); at the others one pass on the whole
+    batch gives g, applied as it is or as LookSAM's g + α (‖g‖/‖g_v‖) g_v. The choice
+    is a conditional (`lax.cond`, `tf.cond`, a Python `if` on PyTorch), so that only
+    the branch taken runs.
+    """
+    indices = sam._direction_indices()
+    directions = [non_trainable[i] for i in indices]
+
+    def sharpness_step():
+        result = sharpness_aware_gradients(
+            sam, value_and_grad, trainable, non_trainable, metrics,
+            x, y, sample_weight, loss_scale, keep_unperturbed=bool(directions),
+        )  # fmt: skip
+        values = list(result.non_trainable_values)
+        if directions:
+            gradients, sam_gradients = (
+                [g / ops.cast(loss_scale, g.dtype) for g in tensors]
+                for tensors in (result.unperturbed_gradients, result.gradients)
+            )
+            # A loss-scale overflow keeps the last finite g_v (the step is skipped
+            # and retried at the same iteration).
+            finite = ops.logical_and(all_finite(gradients), all_finite(sam_gradients))
+            new = _masked(
+                finite, looksam_direction(gradients, sam_gradients), directions
+            )
+            for index, value in zip(indices, new):
+                values[index] = value
+        return (
+            result.gradients,
+            values,
+            result.metrics_values,
+            result.loss,
+            result.y_pred,
+        )
+
+    def plain_step():
+        loss_function = _scaled_loss(
+            sam, x, y, sample_weight, loss_scale, non_trainable, metrics
+        )
+        (_, (loss, y_pred, values, new_metrics)), gradients = value_and_grad(
+            loss_function, trainable
+        )
+        gradients = _fill_none(gradients, trainable)
+        if directions:
+            gradients = looksam_gradient(gradients, directions, sam.looksam_alpha)
+        return gradients, list(values), new_metrics, loss, y_pred
+
+    is_sharpness_step = ops.equal(ops.mod(iterations, sam.interval), 0)
+    return SamGradients(*ops.cond(is_sharpness_step, sharpness_step, plain_step))
+
+
+def train_step_gradients(
+    sam: SharpnessAwareMinimization,
+    value_and_grad: Callable,
+    state: tuple,
+    data: tuple,
+    loss_scale: Any,
+    iterations: Any,
+) -> SamGradients:
+    """What the optimizer applies this step, for any `interval`: the train steps of
+    every backend call this with `state` = (trainable, non-trainable, metrics values)
+    and `data` = (x, y, sample_weight)."""
+    if sam.interval == 1:
+        return sharpness_aware_gradients(sam, value_and_grad, *state, *data, loss_scale)
+    return efficient_sharpness_aware_gradients(
+        sam, value_and_grad, *state, *data, loss_scale, iterations
+    )
 
 
 def stateful_train_step(
@@ -240,16 +381,17 @@ def stateful_train_step(
     state and let the optimizer apply the perturbed gradient at w."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     optimizer = sam.optimizer
-    result = sharpness_aware_gradients(
+    result = train_step_gradients(
         sam,
         value_and_grad,
-        [v.value for v in sam.trainable_variables],
-        [v.value for v in sam.non_trainable_variables],
-        [v.value for v in sam.metrics_variables],
-        x,
-        y,
-        sample_weight,
+        (
+            [v.value for v in sam.trainable_variables],
+            [v.value for v in sam.non_trainable_variables],
+            [v.value for v in sam.metrics_variables],
+        ),
+        (x, y, sample_weight),
         optimizer.scale_loss(ops.ones((), "float32")),
+        optimizer.iterations.value,
     )
     with update_context():
         for variable, value in zip(
@@ -277,20 +419,34 @@ def _backend_module(name: str):
 @keras.saving.register_keras_serializable(package="keras_optnotes")
 class SharpnessAwareMinimization(keras.Model):
     """Sharpness-aware minimization: a model whose `fit` descends the worst-case loss
-    in a ρ-ball around the weights.
+    in a ρ-ball around the weights, every step or every k-th step (LookSAM between).
 
     Symbols: w the trainable weights of `model`, g = ∇L(w) the gradient of the training
     loss (the compiled loss with `sample_weight`, plus `model.losses`) on the batch,
-    ρ = `rho`, η_T = `eta`, k = `num_batch_splits`.
+    ρ = `rho`, η_T = `eta`, m = `num_batch_splits`, k = `interval`,
+    α = `looksam_alpha`, t the optimizer's `iterations` (0 at the first step).
 
-    Each step, per split of the batch (k splits, or the whole batch):
+    A SAM step, per split of the batch (m splits, or the whole batch):
 
         ε = ρ g / ‖g‖₂                         (SAM; ε = 0 when g = 0)
         ε = ρ T² g / ‖T g‖₂,  T = |w| + η_T     (ASAM, `adaptive=True`)
-        g_SAM = ∇L(w + ε)
+        g_s = ∇L(w + ε)
 
-    and the compiled optimizer applies the mean of the k perturbed gradients at w.
-    The norm is global, over all trainable weights together.
+    and the compiled optimizer applies the mean of the m perturbed gradients g_s at w.
+    Every norm and dot product is global, over all trainable weights together.
+
+    With `interval=k` the SAM step runs when t mod k = 0 (t = 0, k, 2k, …); at the
+    other steps one forward and backward pass on the whole batch gives g, and the
+    optimizer applies
+
+        g                                  (`looksam_alpha=None`, Composer's SAM
+                                            `interval`)
+        g + α (‖g‖ / ‖g_v‖) g_v            (LookSAM)
+
+    where g_v = g_s − (g·g_s / ‖g‖²) g, the part of the SAM gradient orthogonal to g,
+    is computed at the last SAM step (g and g_s averaged over the splits there;
+    g_v = g_s when g = 0) and kept in the wrapper's non-trainable variables; a zero
+    g_v gives g. `interval=1` is SAM at every step.
 
     Use it in place of the model for training; it shares the model's layers and
     weights, so `predict`, `evaluate` and the weights are the model's:
@@ -300,11 +456,17 @@ class SharpnessAwareMinimization(keras.Model):
         rho: the radius ρ > 0 of the neighbourhood (finite).
         adaptive: ASAM's scale-invariant neighbourhood instead of SAM's ball.
         eta: η_T ≥ 0, added to |w| in ASAM's scale T (unused when `adaptive=False`).
-        num_batch_splits: k ≥ 1 (m-sharpness with m = batch size / k): each split is
-            perturbed by its own gradient. The batch size must be divisible by k;
-            otherwise the step raises (`ValueError`, or TensorFlow's
-            `InvalidArgumentError` when the batch size is only known at run time).
-            `None` is k = 1.
+        num_batch_splits: m ≥ 1 (m-sharpness with m-sharpness' m = batch size / m):
+            each split is perturbed by its own gradient. A batch that m does not
+            divide is cut into near-equal parts (split i holds rows ⌊iB/m⌋ to
+            ⌊(i+1)B/m⌋ − 1 of a batch of B), each weighted by its share of the batch;
+            a batch smaller than m gives one-sample parts. `None` is m = 1. Steps
+            between SAM steps do not split the batch.
+        interval: k ≥ 1, the SAM gradient every k-th step of the optimizer; the
+            other steps cost one forward and backward pass.
+        looksam_alpha: α ≥ 0 (finite), LookSAM's weight on the kept direction g_v at
+            the steps between SAM steps; `None` applies the plain gradient there.
+            Unused when `interval=1`.
         **kwargs: `keras.Model` keywords (`name`, ...).
 
     Returns:
@@ -318,11 +480,17 @@ class SharpnessAwareMinimization(keras.Model):
         sam.fit(x, y, epochs=2)
         model.predict(x)  # the trained model itself
 
+        # SAM every 5th step, LookSAM's reused direction in between.
+        looksam = SharpnessAwareMinimization(model, interval=5, looksam_alpha=0.7)
+
     References:
         Foret, Kleiner, Mobahi, Neyshabur, "Sharpness-Aware Minimization for
         Efficiently Improving Generalization", ICLR 2021 (m-sharpness: their §4.1).
         Kwon, Kim, Park, Choi, "ASAM: Adaptive Sharpness-Aware Minimization for
         Scale-Invariant Learning of Deep Neural Networks", ICML 2021.
+        Liu, Mai, Chen, Hsieh, You, "Towards Efficient and Scalable Sharpness-Aware
+        Minimization", CVPR 2022 (LookSAM, their Algorithm 1).
+        MosaicML Composer, `composer.algorithms.SAM` (the `interval` argument).
 
     Conventions (where implementations differ):
         - Both passes run in training mode (dropout on, batch normalization on batch
@@ -333,20 +501,30 @@ class SharpnessAwareMinimization(keras.Model):
           batch-norm updates are discarded (davda54/sam issue 17; Keras 2's SAM
           updated them at the perturbed weights).
         - The reported loss and metrics are those of the unperturbed pass.
-        - The k perturbed gradients are averaged, not summed (Keras 2 summed them).
-        - With k splits the batch-norm moving statistics take k updates per step, one
-          per split, as they would over k batches.
+        - The m perturbed gradients are averaged, not summed (Keras 2 summed them).
+        - With m splits the batch-norm moving statistics take m updates per SAM step,
+          one per split, as they would over m batches; one at the steps between.
         - ASAM's T applies to every weight, biases included; Kwon et al.'s code leaves
           the parameters not named "weight" unscaled.
+        - The phase of `interval` follows the optimizer's `iterations` (a step that a
+          `LossScaleOptimizer` skips is retried as the same kind of step), and g_v is
+          saved with the wrapper's weights, so a run resumed mid-interval (`.keras`,
+          `load_weights`, `BackupAndRestore`) continues as if never interrupted.
+          LookSAM's g_v is one variable per trainable weight, created when the model
+          is built; freezing or unfreezing weights afterwards is not supported.
+          Liu et al. also scale the g_v term by the step's own gradient norm, as here.
         - `tf.distribute` (MirroredStrategy and the like): each replica perturbs with
           the gradient of its own shard (google-research/sam's default); only the
           perturbed gradients are all-reduced, by the optimizer, as in a plain step.
-          On JAX the train step sees the global batch, so with `keras.distribution`
-          the perturbation uses the global gradient.
+          LookSAM's g_v is the mean of the replicas' g_v (a mean-aggregated
+          variable), and each replica adds it to its own shard's g. On JAX the train
+          step sees the global batch, so with `keras.distribution` the perturbation
+          (and g_v) uses the global gradient; g_v is replicated, not sharded.
         - Loss scaling (`mixed_float16`, `LossScaleOptimizer`, `loss_scale_factor`):
-          both passes use the scaled loss; ε comes from the unscaled gradient; a
-          non-finite first-pass gradient gives ε = 0, so the optimizer sees the
-          non-finite gradient and a `LossScaleOptimizer` skips the step.
+          both passes use the scaled loss; ε and g_v come from the unscaled
+          gradients; a non-finite first-pass gradient gives ε = 0, so the optimizer
+          sees the non-finite gradient and a `LossScaleOptimizer` skips the step
+          (keeping the last finite g_v).
     """
 
     def __init__(
@@ -356,6 +534,8 @@ class SharpnessAwareMinimization(keras.Model):
         adaptive: bool = False,
         eta: float = 0.01,
         num_batch_splits: int | None = None,
+        interval: int = 1,
+        looksam_alpha: float | None = None,
         **kwargs: Any,
     ):
         if not isinstance(model, keras.Model):
@@ -369,19 +549,54 @@ class SharpnessAwareMinimization(keras.Model):
         eta = check_in_range("eta", eta, 0.0)
         if num_batch_splits is not None:
             num_batch_splits = check_integer("num_batch_splits", num_batch_splits, 1)
+        interval = check_integer("interval", interval, 1)
+        if looksam_alpha is not None:
+            looksam_alpha = check_in_range("looksam_alpha", looksam_alpha, 0.0)
         super().__init__(**kwargs)
         self.model = model
         self.rho = rho
         self.adaptive = adaptive
         self.eta = eta
         self.num_batch_splits = num_batch_splits
+        self.interval = interval
+        self.looksam_alpha = looksam_alpha
+        self._looksam_directions = []
         if model.built:
+            self._create_looksam_directions()
             self.built = True
 
     def build(self, input_shape: Any) -> None:
         if not self.model.built:
             self.model.build(input_shape)
+        self._create_looksam_directions()
         self.built = True
+
+    def _create_looksam_directions(self) -> None:
+        """LookSAM's g_v, one variable per trainable weight (none without LookSAM):
+        state saved with the weights, mean-aggregated under `tf.distribute`."""
+        if self.looksam_alpha is None or self.interval == 1:
+            return
+        if self._looksam_directions:
+            return
+        self._looksam_directions = [
+            self.add_weight(
+                shape=weight.shape,
+                dtype=weight.dtype,
+                initializer="zeros",
+                trainable=False,
+                autocast=False,
+                aggregation="mean",
+                name=f"looksam_direction_{index}",
+            )
+            for index, weight in enumerate(self.model.trainable_variables)
+        ]
+
+    def _direction_indices(self) -> list[int]:
+        """Where LookSAM's g_v variables sit in `self.non_trainable_variables`."""
+        if not self._looksam_directions:
+            return []
+        position = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
+        return [position[id(v)] for v in self._looksam_directions]
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         return self.model(inputs, training=training)
@@ -398,6 +613,8 @@ class SharpnessAwareMinimization(keras.Model):
             adaptive=self.adaptive,
             eta=self.eta,
             num_batch_splits=self.num_batch_splits,
+            interval=self.interval,
+            looksam_alpha=self.looksam_alpha,
         )
         return config
 
