@@ -58,6 +58,7 @@ FILES = [
     "test_penalty.py",
     # the experiments
     "test_experiments_backends.py",
+    "test_protocol.py",
 ]
 # TensorFlow files that a whole-suite run hands to a second TensorFlow process.
 TENSORFLOW_SIDE_FILES = [
