@@ -137,8 +137,8 @@ def test_loss_along_direction_and_interpolation_match_closed_forms(quadratic, tm
     expected = [f((1 - a) * w_star + a * w_other) for a in alphas]
     np.testing.assert_allclose(line.losses, expected, rtol=1e-10)
     assert weights_equal(before, model.get_weights())
-    path = plot_loss_lines({"A → B": line}, tmp_path / "line.png")
-    assert open(path, "rb").read(8) == PNG_MAGIC
+    plot_loss_lines({"A → B": line}, tmp_path / "line.png")
+    assert open(tmp_path / "line.png", "rb").read(8) == PNG_MAGIC
 
 
 def test_loss_surface_matches_closed_form(quadratic, tmp_path):
@@ -160,9 +160,8 @@ def test_loss_surface_matches_closed_form(quadratic, tmp_path):
             expected = np.mean((x @ w.reshape(-1, 1) - y) ** 2)
             assert surface.losses[i, j] == pytest.approx(expected, rel=1e-10)
     assert weights_equal(before, model.get_weights())
-    assert (
-        open(plot_loss_surface(surface, tmp_path / "s.png"), "rb").read(8) == PNG_MAGIC
-    )
+    plot_loss_surface(surface, tmp_path / "s.png")
+    assert open(tmp_path / "s.png", "rb").read(8) == PNG_MAGIC
 
 
 def test_line_bad_input(quadratic):

@@ -48,6 +48,7 @@ FILES = [
     # diagnostics and callbacks
     "test_diagnostics_curvature.py",
     "test_diagnostics_landscape.py",
+    "test_plots_verbose.py",
     "test_callbacks_diagnostics.py",
     "test_diagnostics_command.py",
     "test_optimizer_state_monitor.py",

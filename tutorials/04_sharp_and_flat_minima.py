@@ -233,6 +233,7 @@ def surfaces(models: dict, subset, grid) -> dict:
                 diagnostics.random_direction(model, seed=2),
             ),
             grid=grid,
+            verbose=0,
         )
         for name, model in models.items()
     }

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from keras_optnotes.checks import check_integer, check_positive
+from keras_optnotes.diagnostics._progress import announce, check_verbose, progress_bar
 from keras_optnotes.diagnostics.operators import HessianOperator
 from keras_optnotes.diagnostics.results import HessianEigenvalues, HessianTrace
 
@@ -28,6 +29,7 @@ def power_iteration(
     tolerance: float = 1e-3,
     seed: int = 0,
     initial: np.ndarray | None = None,
+    verbose: int | str = 0,
 ) -> HessianEigenvalues:
     """The k eigenvalues of largest magnitude of a symmetric operator.
 
@@ -44,6 +46,9 @@ def power_iteration(
       tolerance: relative change of λ that counts as converged.
       seed: seed of the Gaussian start vectors.
       initial: optional start vector for the first eigenvalue (a warm start).
+      verbose: 0 (default) silent; 1 or "auto" a `keras.utils.Progbar` per
+        eigenvalue over its iterations, showing the current estimate; 2 one line
+        per eigenvalue when it is done.
 
     Returns:
       `HessianEigenvalues` with eigenvalues, eigenvectors, residuals ‖Hu − λu‖,
@@ -61,6 +66,7 @@ def power_iteration(
         )
     max_iterations = check_integer("max_iterations", max_iterations, 1)
     tolerance = check_positive("tolerance", tolerance)
+    verbose = check_verbose(verbose)
     rng = np.random.default_rng(seed)
     found: list[np.ndarray] = []
     values, residuals, iterations, all_converged = [], [], [], True
@@ -77,12 +83,15 @@ def power_iteration(
         v = project(start)
         v /= np.linalg.norm(v)
         eigenvalue, converged, used = None, False, 0
+        announce(f"Eigenvalue {index + 1}/{k}", verbose if k > 1 else 0)
+        progress = progress_bar(max_iterations, verbose, "iteration", ["eigenvalue"])
         hv = project(matvec(v))
         while used < max_iterations:
             used += 1
             if not np.all(np.isfinite(hv)):  # a non-finite loss or gradient
                 break
             new_eigenvalue = float(v @ hv)
+            progress.update(used, [("eigenvalue", new_eigenvalue)], finalize=False)
             norm = np.linalg.norm(hv)
             if eigenvalue is not None and abs(new_eigenvalue - eigenvalue) <= (
                 tolerance * abs(eigenvalue)
@@ -97,6 +106,7 @@ def power_iteration(
             v /= np.linalg.norm(v)
             hv = project(matvec(v))
         eigenvalue = float(v @ hv)
+        progress.update(used, [("eigenvalue", eigenvalue)], finalize=True)
         residuals.append(float(np.linalg.norm(hv - eigenvalue * v)))
         values.append(eigenvalue)
         iterations.append(used)
@@ -111,12 +121,18 @@ def power_iteration(
     )
 
 
+def _trace_so_far(draws: list[float]) -> list[tuple[str, float]]:
+    error = np.std(draws, ddof=1) / np.sqrt(len(draws)) if len(draws) > 1 else np.nan
+    return [("trace", float(np.mean(draws))), ("standard_error", float(error))]
+
+
 def hutchinson(
     matvec: MatVec,
     size: int,
     samples: int = 100,
     seed: int = 0,
     tolerance: float | None = None,
+    verbose: int | str = 0,
 ) -> HessianTrace:
     """Hutchinson's unbiased estimate of tr(H) with Rademacher vectors.
 
@@ -133,6 +149,9 @@ def hutchinson(
         When `None`, all samples are used and `converged` is `True`. A non-finite
         zᵀ H z (NaN or inf in the data or the weights) stops the estimate with
         `converged=False`.
+      verbose: 0 (default) silent; 1 or "auto" a `keras.utils.Progbar` over the
+        samples, showing the running estimate and its standard error; 2 one line
+        when done.
 
     Returns:
       `HessianTrace(trace, standard_error, samples, converged)`.
@@ -144,12 +163,15 @@ def hutchinson(
     samples = check_integer("samples", samples, 2)
     if tolerance is not None:
         tolerance = check_positive("tolerance", tolerance)
+    verbose = check_verbose(verbose)
+    progress = progress_bar(samples, verbose, "sample", ["trace", "standard_error"])
     rng = np.random.default_rng(seed)
     draws: list[float] = []
     converged = tolerance is None
     for _ in range(samples):
         z = rng.integers(0, 2, size=size).astype(np.float64) * 2.0 - 1.0
         draws.append(float(z @ matvec(z)))
+        progress.update(len(draws), _trace_so_far(draws), finalize=False)
         if not np.isfinite(draws[-1]):  # a non-finite loss or gradient
             converged = False
             break
@@ -159,6 +181,7 @@ def hutchinson(
             if error <= tolerance * abs(mean):
                 converged = True
                 break
+    progress.update(len(draws), _trace_so_far(draws), finalize=True)
     values = np.array(draws)
     error = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
     return HessianTrace(
@@ -181,6 +204,7 @@ def hessian_top_eigenvalues(
     training: bool = False,
     batch_size: int = 256,
     jit_compile: bool | None = None,
+    verbose: int | str = "auto",
 ) -> HessianEigenvalues:
     """The k largest-magnitude eigenvalues of the Hessian of the loss, λ_max first.
 
@@ -203,6 +227,9 @@ def hessian_top_eigenvalues(
       jit_compile: XLA for the Hessian-vector product: `None` (default) on a GPU or
         TPU where the model allows, `True` on any device, `False` never (see
         `HessianOperator`).
+      verbose: as in `Model.fit`: "auto" (default) or 1 a `keras.utils.Progbar`
+        per eigenvalue over its power iterations, 2 one line per eigenvalue when
+        done, 0 silent.
 
     Returns:
       `HessianEigenvalues`; `.top` is λ_max.
@@ -215,6 +242,7 @@ def hessian_top_eigenvalues(
       Yao et al., "PyHessian: Neural networks through the lens of the Hessian", 2020.
     """
     check_integer("k", k, 1)
+    verbose = check_verbose(verbose)
     operator = HessianOperator(
         model,
         data,
@@ -224,7 +252,13 @@ def hessian_top_eigenvalues(
         jit_compile=jit_compile,
     )
     return power_iteration(
-        operator.matvec, operator.size, k, max_iterations, tolerance, seed
+        operator.matvec,
+        operator.size,
+        k,
+        max_iterations,
+        tolerance,
+        seed,
+        verbose=verbose,
     )
 
 
@@ -239,6 +273,7 @@ def hessian_trace(
     training: bool = False,
     batch_size: int = 256,
     jit_compile: bool | None = None,
+    verbose: int | str = "auto",
 ) -> HessianTrace:
     """Hutchinson's estimate of the trace of the loss Hessian, with its standard error.
 
@@ -256,6 +291,8 @@ def hessian_trace(
       training: forward pass flag (default `False`).
       batch_size: batch size for array data.
       jit_compile: as for `hessian_top_eigenvalues`.
+      verbose: as in `Model.fit`: "auto" (default) or 1 a `keras.utils.Progbar`
+        over the samples with the running estimate, 2 one line when done, 0 silent.
 
     Returns:
       `HessianTrace(trace, standard_error, samples, converged)`.
@@ -268,6 +305,7 @@ def hessian_trace(
       Hutchinson 1990; Yao et al., "PyHessian", 2020.
     """
     check_integer("samples", samples, 2)
+    verbose = check_verbose(verbose)
     operator = HessianOperator(
         model,
         data,
@@ -276,4 +314,6 @@ def hessian_trace(
         batch_size=batch_size,
         jit_compile=jit_compile,
     )
-    return hutchinson(operator.matvec, operator.size, samples, seed, tolerance)
+    return hutchinson(
+        operator.matvec, operator.size, samples, seed, tolerance, verbose=verbose
+    )

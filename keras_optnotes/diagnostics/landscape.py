@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_optnotes.diagnostics._progress import check_verbose, progress_bar
 from keras_optnotes.diagnostics.operators import (
     HessianOperator,
     check_model,
@@ -146,8 +147,10 @@ def loss_along_line(
       alphas: the non-empty positions α.
       other_weights: a model of the same architecture or its `get_weights()`; give
         this or `direction`, not both.
-      loss, training, batch_size: as for `HessianOperator` (training defaults to
-        `False`).
+      loss: replaces the compiled loss.
+      training: forward pass flag (default `False`: dropout off, batch
+        normalization on its moving statistics).
+      batch_size: batch size for array data.
 
     Returns:
       `LossLine(alphas, losses)`.
@@ -202,6 +205,7 @@ def loss_surface(
     loss: Any = None,
     training: bool = False,
     batch_size: int = 256,
+    verbose: int | str = "auto",
 ) -> LossSurface:
     """The loss on the plane f(θ + α d1 + β d2) spanned by two directions.
 
@@ -210,7 +214,11 @@ def loss_surface(
       data: a `tf.data.Dataset` of batches or a tuple of arrays.
       directions: `(d1, d2)`, each one array per trainable variable.
       grid: the values used for both α and β, or a pair `(alphas, betas)`.
-      loss, training, batch_size: as for `HessianOperator`.
+      loss: replaces the compiled loss.
+      training: forward pass flag (default `False`).
+      batch_size: batch size for array data.
+      verbose: as in `Model.fit`: "auto" (default) or 1 a `keras.utils.Progbar`
+        over the grid's points, 2 one line when done, 0 silent.
 
     Returns:
       `LossSurface(alphas, betas, losses)` with `losses[i, j]` at (alphas[i],
@@ -233,12 +241,14 @@ def loss_surface(
         betas = _check_alphas("grid", grid[1])
     else:
         alphas = betas = _check_alphas("grid", grid)
+    verbose = check_verbose(verbose)
     operator = HessianOperator(
         model, data, loss=loss, training=training, batch_size=batch_size
     )
     d1 = _check_direction("directions[0]", directions[0], model)
     d2 = _check_direction("directions[1]", directions[1], model)
     losses = np.empty((alphas.size, betas.size))
+    progress = progress_bar(losses.size, verbose, "point")
     with preserved_weights(model):
         origin = operator.get_weights()
         for i, alpha in enumerate(alphas):
@@ -247,4 +257,5 @@ def loss_surface(
                     [w + alpha * a + beta * b for w, a, b in zip(origin, d1, d2)]
                 )
                 losses[i, j] = operator.loss()
+                progress.update(i * betas.size + j + 1)
     return LossSurface(alphas=alphas, betas=betas, losses=losses)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import keras
@@ -10,6 +11,7 @@ import numpy as np
 
 from keras_optnotes.checks import check_integer, check_positive
 from keras_optnotes.diagnostics._data import Batches
+from keras_optnotes.diagnostics._progress import check_verbose, progress_bar
 from keras_optnotes.diagnostics.operators import check_model, preserved_weights
 from keras_optnotes.diagnostics.results import LearningRateRange
 
@@ -36,7 +38,8 @@ def lr_range_test(
     divergence: float = 5.0,
     *,
     batch_size: int = 32,
-    plot_path: str | None = None,
+    plot_path: str | os.PathLike | None = None,
+    verbose: int | str = "auto",
 ) -> LearningRateRange:
     """Train with an exponentially rising learning rate and record the loss (Smith).
 
@@ -65,7 +68,11 @@ def lr_range_test(
       smoothing: weight of the newest loss in the moving average, in (0, 1].
       divergence: ratio of smoothed loss to its minimum that stops the run (> 1).
       batch_size: batch size for array data.
-      plot_path: if given, the curve is written there as a PNG (needs matplotlib).
+      plot_path: if given, the curve is written there as a PNG (needs matplotlib);
+        for the figure itself, call `plot_lr_range(result)`.
+      verbose: as in `Model.fit`: "auto" (default) or 1 a `keras.utils.Progbar`
+        over the steps with the learning rate and the smoothed loss, 2 one line
+        when done, 0 silent.
 
     Returns:
       `LearningRateRange` with the curve and the suggestion.
@@ -107,6 +114,7 @@ def lr_range_test(
             "`model.optimizer` has a learning-rate schedule; the range test needs an "
             "optimizer built with a number as `learning_rate`."
         )
+    verbose = check_verbose(verbose)
     batches = Batches(data, batch_size)
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
@@ -117,6 +125,7 @@ def lr_range_test(
     losses, smoothed = [], []
     average, best, diverged = 0.0, np.inf, False
     beta = 1.0 - smoothing
+    progress = progress_bar(steps, verbose, "step", ["learning_rate", "smoothed_loss"])
     with preserved_weights(model):
         try:
             cycle = itertools.chain.from_iterable(itertools.repeat(batches))
@@ -129,6 +138,11 @@ def lr_range_test(
                 average = beta * average + smoothing * value
                 current = average / (1.0 - beta ** (index + 1))
                 smoothed.append(current)
+                progress.update(
+                    index + 1,
+                    [("learning_rate", float(rate)), ("smoothed_loss", current)],
+                    finalize=False,
+                )
                 best = min(best, current)
                 finite = np.isfinite(current) and all(
                     np.all(np.isfinite(keras.ops.convert_to_numpy(v)))
@@ -141,6 +155,7 @@ def lr_range_test(
             for variable, value in zip(optimizer.variables, saved_optimizer):
                 variable.assign(value)
     taken = len(losses)
+    progress.update(taken, finalize=True)
     result = LearningRateRange(
         learning_rates=rates[:taken],
         losses=np.array(losses),

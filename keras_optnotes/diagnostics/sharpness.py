@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_optnotes.checks import check_integer, check_positive
+from keras_optnotes.diagnostics._progress import check_verbose, progress_bar
 from keras_optnotes.diagnostics.operators import HessianOperator, preserved_weights
 from keras_optnotes.diagnostics.results import KeskarSharpness
 
@@ -34,6 +35,7 @@ def keskar_sharpness(
     loss: Any = None,
     training: bool = False,
     batch_size: int = 256,
+    verbose: int | str = "auto",
 ) -> KeskarSharpness:
     """Keskar's ε-sharpness of the solution held in `model`'s weights, in percent.
 
@@ -68,6 +70,9 @@ def keskar_sharpness(
       loss: replaces the compiled loss.
       training: forward pass flag (default `False`).
       batch_size: batch size for array data.
+      verbose: as in `Model.fit`: "auto" (default) or 1 a `keras.utils.Progbar`
+        over the L-BFGS-B iterations with the largest loss found so far, 2 one
+        line when done, 0 silent.
 
     Returns:
       `KeskarSharpness` with φ, f(x), the maximum found, and the iterations used.
@@ -83,6 +88,7 @@ def keskar_sharpness(
     if subspace_dim is not None:
         subspace_dim = check_integer("subspace_dim", subspace_dim, 1)
     max_iterations = check_integer("max_iterations", max_iterations, 1)
+    verbose = check_verbose(verbose)
     optimize = _import_scipy_optimize()
     operator = HessianOperator(
         model, data, loss=loss, training=training, batch_size=batch_size
@@ -114,6 +120,13 @@ def keskar_sharpness(
                 gradient = basis.T @ gradient
             return -value, -gradient
 
+        progress = progress_bar(max_iterations, verbose, "iteration", ["max_loss"])
+        iterations_done = [0]
+
+        def report(_: np.ndarray) -> None:  # called by SciPy after each iteration
+            iterations_done[0] += 1
+            progress.update(iterations_done[0], [("max_loss", best[0])], finalize=False)
+
         start = rng.uniform(-half_width, half_width)
         outcome = optimize.minimize(
             negative_loss,
@@ -125,7 +138,9 @@ def keskar_sharpness(
             # the box) stops it: the default relative-decrease test would stop on
             # the tiny changes of f that sharpness is made of.
             options={"maxiter": max_iterations, "ftol": 0.0, "gtol": 0.0},
+            callback=report,
         )
+        progress.update(int(outcome.nit), [("max_loss", best[0])], finalize=True)
     max_loss = best[0]
     return KeskarSharpness(
         sharpness=100.0 * (max_loss - base_loss) / (1.0 + base_loss),

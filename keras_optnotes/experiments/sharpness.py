@@ -404,13 +404,18 @@ def compare_batch_sizes(
         train = model.evaluate(*subset, verbose=0, return_dict=True)
         val = model.evaluate(split.x_val, split.y_val, verbose=0, return_dict=True)
         eigen = diagnostics.hessian_top_eigenvalues(
-            model, subset, max_iterations=20, jit_compile=jit
+            model, subset, max_iterations=20, jit_compile=jit, verbose=0
         )
         trace = diagnostics.hessian_trace(
-            model, subset, samples=trace_samples, jit_compile=jit
+            model, subset, samples=trace_samples, jit_compile=jit, verbose=0
         )
         keskar = diagnostics.keskar_sharpness(
-            model, subset, epsilon=epsilon, subspace_dim=subspace_dim, seed=seed
+            model,
+            subset,
+            epsilon=epsilon,
+            subspace_dim=subspace_dim,
+            seed=seed,
+            verbose=0,
         )
         measured.append(
             SolutionRun(
