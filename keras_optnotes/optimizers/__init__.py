@@ -8,6 +8,7 @@ its arguments up front and is registered for serialization under the package
     >>> optimizers.list_rules()
     ('GradientDescent', 'Momentum', 'NesterovMomentum', 'Adagrad', 'Adadelta', 'RMSprop', 'Adam')
     >>> opt = optimizers.get("nesterov_momentum", learning_rate=0.05)
+    >>> opt = optimizers.get("lookahead", optimizer="adam")
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from keras_optnotes.optimizers.scaling import scaled_learning_rate
 
 # In the order the notes introduce them.
 _RULES = (GradientDescent, Momentum, NesterovMomentum, Adagrad, Adadelta, RMSprop, Adam)
+# Every optimizer of the package that `get` makes by name: the rules, then the
+# remedies for large batches.
+_NAMED = (*_RULES, LARS, Lookahead)
+_PACKAGE_PREFIX = "keras_optnotes>"
 
 
 def _snake_case(name: str) -> str:
@@ -37,46 +42,86 @@ def _snake_case(name: str) -> str:
 
 
 _BY_NAME = {}
-for _rule in _RULES:
-    _BY_NAME[_rule.__name__.lower()] = _rule
-    _BY_NAME[_snake_case(_rule.__name__)] = _rule
+for _optimizer in _NAMED:
+    _BY_NAME[_optimizer.__name__.lower()] = _optimizer
+    _BY_NAME[_snake_case(_optimizer.__name__)] = _optimizer
 
 
 def list_rules() -> tuple[str, ...]:
-    """The class names of the notes' update rules, in the notes' order."""
+    """The class names of the notes' seven update rules, in the notes' order.
+
+    Returns:
+        `('GradientDescent', 'Momentum', 'NesterovMomentum', 'Adagrad', 'Adadelta',
+        'RMSprop', 'Adam')`; `get` also makes `LARS` and `Lookahead` by name.
+    """
     return tuple(rule.__name__ for rule in _RULES)
 
 
-def get(name, **kwargs) -> keras.optimizers.Optimizer:
-    """A new optimizer of the rule called `name`, made with `kwargs`; an optimizer
-    instance is returned unchanged (as `keras.optimizers.get` does).
+def _accepted() -> str:
+    return ", ".join(optimizer.__name__ for optimizer in _NAMED)
+
+
+def get(identifier, **kwargs) -> keras.optimizers.Optimizer:
+    """An optimizer of this package from its name or config, as `keras.optimizers.get`.
+
+    A name makes a new optimizer with `kwargs`; a config dict (from
+    `keras.optimizers.serialize`) is deserialized; an optimizer instance is returned
+    unchanged. `Lookahead` wraps another optimizer, given as `optimizer=`: an
+    instance, or a name or config that `get` resolves.
 
     Args:
-        name: the class name (`"NesterovMomentum"`) or its snake_case form
-            (`"nesterov_momentum"`), any case; or a `keras.optimizers.Optimizer`.
-        **kwargs: arguments of that rule (none with an instance).
+        identifier: a class name (`"NesterovMomentum"`, `"LARS"`, `"Lookahead"`), its
+            snake_case form (`"nesterov_momentum"`), in any case, with or without the
+            registered prefix (`"keras_optnotes>Adam"`); a config dict; or a
+            `keras.optimizers.Optimizer`.
+        **kwargs: arguments of that class (none with a config dict or an instance).
 
     Returns:
-        A new instance, or `name` itself when it is an optimizer.
+        A new optimizer, or `identifier` itself when it is an optimizer.
 
     Raises:
-        ValueError: for an unknown name, listing the accepted ones, or keyword
-            arguments given with an instance.
+        ValueError: for an unknown name, listing the accepted ones; keyword
+            arguments given with an instance or a config; `"lookahead"` without
+            `optimizer=`.
+
+    Example:
+        >>> optimizers.get("nesterov_momentum", learning_rate=0.05)
+        >>> optimizers.get("lars", learning_rate=1.6, weight_decay=5e-4)
+        >>> optimizers.get("lookahead", optimizer="adam", sync_period=5)
+        >>> optimizers.get(keras.optimizers.serialize(optimizers.Adam(1e-3)))
     """
-    if isinstance(name, keras.optimizers.Optimizer):
+    if isinstance(identifier, keras.optimizers.Optimizer):
         if kwargs:
             raise ValueError(
-                "Keyword arguments apply to a rule given by name; an optimizer "
+                "Keyword arguments apply to an optimizer given by name; an optimizer "
                 f"instance is returned as it is. Received: {sorted(kwargs)}"
             )
-        return name
-    rule = _BY_NAME.get(str(name).lower()) if isinstance(name, str) else None
-    if rule is None:
+        return identifier
+    if isinstance(identifier, dict):
+        if kwargs:
+            raise ValueError(
+                "Keyword arguments apply to an optimizer given by name; a config "
+                f"holds its own arguments. Received: {sorted(kwargs)}"
+            )
+        return keras.optimizers.deserialize(identifier)
+    name = identifier.lower() if isinstance(identifier, str) else None
+    if name is not None and name.startswith(_PACKAGE_PREFIX):
+        name = name[len(_PACKAGE_PREFIX) :]
+    optimizer_class = _BY_NAME.get(name)
+    if optimizer_class is None:
         raise ValueError(
-            f"Unknown update rule: name={name!r}. Accepted: {', '.join(list_rules())} "
-            "(or their snake_case forms)."
+            f"Unknown optimizer: identifier={identifier!r}. Accepted: {_accepted()} "
+            "(or their snake_case forms), a config dict or an optimizer instance."
         )
-    return rule(**kwargs)
+    if optimizer_class is Lookahead:
+        if "optimizer" not in kwargs:
+            raise ValueError(
+                "'lookahead' wraps another optimizer: pass it as `optimizer=`, e.g. "
+                "get('lookahead', optimizer='adam'). Received: "
+                f"{sorted(kwargs) or 'no keyword arguments'}"
+            )
+        kwargs["optimizer"] = get(kwargs["optimizer"])
+    return optimizer_class(**kwargs)
 
 
 __all__ = [
