@@ -1,13 +1,23 @@
 """Training callbacks: Prechelt early stopping and the diagnostics that run inside `fit`."""
 
-from keras_optnotes.callbacks.early_stopping import PrecheltEarlyStopping  # noqa: F401
-from keras_optnotes.callbacks.noise_scale import GradientNoiseScale  # noqa: F401
-from keras_optnotes.callbacks.optimizer_state import (  # noqa: F401
+from keras_optnotes.callbacks.early_stopping import PrecheltEarlyStopping
+from keras_optnotes.callbacks.noise_scale import GradientNoiseScale
+from keras_optnotes.callbacks.optimizer_state import (
     OptimizerStateMonitor,
     effective_learning_rates,
 )
-from keras_optnotes.callbacks.sharpness_monitor import SharpnessMonitor  # noqa: F401
-from keras_optnotes.callbacks.swa import (  # noqa: F401
+from keras_optnotes.callbacks.sharpness_monitor import SharpnessMonitor
+from keras_optnotes.callbacks.swa import (
     StochasticWeightAveraging,
     recompute_batch_normalization_statistics,
 )
+
+__all__ = [
+    "GradientNoiseScale",
+    "OptimizerStateMonitor",
+    "PrecheltEarlyStopping",
+    "SharpnessMonitor",
+    "StochasticWeightAveraging",
+    "effective_learning_rates",
+    "recompute_batch_normalization_statistics",
+]

@@ -14,18 +14,30 @@ Importing this package does not import TensorFlow; running an experiment does.
   `BatchSizeComparison` of `SolutionRun`, with the interpolation line.
 """
 
-from keras_optnotes.experiments.compare import (  # noqa: F401
+from keras_optnotes.experiments.compare import (
     Comparison,
     OptimizerRun,
     run_comparison,
 )
-from keras_optnotes.experiments.regularize import (  # noqa: F401
+from keras_optnotes.experiments.regularize import (
     Ablation,
     TechniqueRun,
     run_ablation,
 )
-from keras_optnotes.experiments.sharpness import (  # noqa: F401
+from keras_optnotes.experiments.sharpness import (
     BatchSizeComparison,
     SolutionRun,
     compare_batch_sizes,
 )
+
+__all__ = [
+    "Ablation",
+    "BatchSizeComparison",
+    "Comparison",
+    "OptimizerRun",
+    "SolutionRun",
+    "TechniqueRun",
+    "compare_batch_sizes",
+    "run_ablation",
+    "run_comparison",
+]
