@@ -121,8 +121,9 @@ class GradientNoiseScale(LogProducer):
     The estimator itself is `noise_scale_estimates`.
 
     The callback runs before the other callbacks of `fit` whatever its place in
-    the list (see `keras_optnotes.callbacks._logs.LogProducer`), so `TensorBoard`,
-    `CSVLogger` or `ModelCheckpoint` see its values. Every argument is checked at
+    the list (it moves itself to the front when `fit` sets it up, and warns once
+    where it cannot), so `TensorBoard`, `CSVLogger` or `ModelCheckpoint` see its
+    values. Every argument is checked at
     construction.
 
     Args:

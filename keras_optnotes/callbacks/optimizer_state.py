@@ -149,9 +149,9 @@ class OptimizerStateMonitor(LogProducer):
     unlike quantities. Any other optimizer, alone or inside one of these, is a
     `ValueError` naming it when training starts.
 
-    It runs before the other callbacks of `fit` whatever its place in the list
-    (`keras_optnotes.callbacks._logs.LogProducer`), so `TensorBoard`, `CSVLogger` or
-    `ModelCheckpoint` see its values.
+    It runs before the other callbacks of `fit` whatever its place in the list (it
+    moves itself to the front when `fit` sets it up, and warns once where it
+    cannot), so `TensorBoard`, `CSVLogger` or `ModelCheckpoint` see its values.
 
     Example:
       >>> model.compile(optimizer=keras_optnotes.optimizers.Adagrad(0.1), loss="mse")

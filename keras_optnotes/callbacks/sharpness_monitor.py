@@ -31,9 +31,9 @@ class SharpnessMonitor(LogProducer):
     Every argument, `data` included, is checked at construction; the operator is
     built at the first measurement, so a model that `fit` builds (no `Input`) is
     fine. The callback runs before the other callbacks of `fit` whatever its place
-    in the list (see `keras_optnotes.callbacks._logs.LogProducer`), so
-    `TensorBoard`, `CSVLogger` or `ModelCheckpoint(monitor="hessian_top_eigenvalue")`
-    see its values.
+    in the list (it moves itself to the front when `fit` sets it up, and warns once
+    where it cannot), so `TensorBoard`, `CSVLogger` or
+    `ModelCheckpoint(monitor="hessian_top_eigenvalue")` see its values.
 
     Args:
       data: a `tf.data.Dataset` of batches or a tuple of arrays (a fixed subset of the

@@ -83,9 +83,15 @@ class GroupNormalization(keras.layers.GroupNormalization):
     over a single value, x̂ = 0, and every output is the offset β whatever the input;
     Keras' layer computes that silently, this one raises at `build`, naming the shape.
 
-    Args:
-        **kwargs: those of `keras.layers.GroupNormalization` (`groups`, `axis`,
-            `epsilon`, `center`, `scale`, ...).
+    It takes the arguments of `keras.layers.GroupNormalization` unchanged (`groups`,
+    `axis`, `epsilon`, `center`, `scale`, ...).
+
+    Example:
+        >>> layer = GroupNormalization(groups=4)
+        >>> y = layer(keras.ops.ones((2, 8, 8, 16)))  # 4 groups of 4 channels
+
+    References:
+        Wu & He, "Group Normalization", ECCV 2018.
     """
 
     def build(self, input_shape):
