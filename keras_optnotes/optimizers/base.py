@@ -15,7 +15,10 @@ Every rule of `keras_optnotes.optimizers` subclasses `Optimizer` below, which is
   `model.load_weights(...)`) is kept and given to the slots when they are built, so
   training resumes exactly, where Keras warns and drops it;
 - loading saved state whose layout does not match is an error naming both layouts,
-  where Keras only warns and trains on from zeroed state.
+  where Keras only warns and trains on from zeroed state;
+- saved state records which rule wrote it (`RULE_KEY`), and another rule's state is
+  an error naming both rules, even when the layouts agree (Adadelta's two
+  accumulators would fill Adam's m and v).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from typing import ClassVar
 
 import keras
@@ -83,6 +87,56 @@ class _SavedState:
     def __init__(self, values: list[np.ndarray]):
         self.values = values
         self.building = False
+
+
+# The entry of an optimizer's saved state that names the rule which wrote it, beside
+# Keras' numbered entries "0", "1", … of the variables. It is stored as the UTF-8
+# bytes of the rule's registered name ("keras_optnotes>Adam") in a uint8 array: the
+# weight stores of `.weights.h5` and `.keras` files hold arrays only.
+RULE_KEY = "rule"
+
+
+def rule_name(optimizer) -> str:
+    """The registered name of `optimizer`'s class, e.g. `"keras_optnotes>Adam"`."""
+    return keras.saving.get_registered_name(type(optimizer))
+
+
+def save_rule(store, optimizer) -> None:
+    """Records in `store` which rule writes this state (see `RULE_KEY`)."""
+    store[RULE_KEY] = np.frombuffer(rule_name(optimizer).encode("utf-8"), np.uint8)
+
+
+def numbered_values(store) -> list[np.ndarray]:
+    """The saved variables "0", "1", … of `store`, in order (the rule record left out)."""
+    count = sum(1 for key in store.keys() if key != RULE_KEY)
+    return [np.asarray(store[str(i)]) for i in range(count)]
+
+
+def check_rule(store, optimizer) -> None:
+    """Raises `ValueError` when `store` was written by another rule than `optimizer`'s.
+
+    State without the record (written by Keras' own optimizers, or by this package
+    before the record existed) cannot be told apart by its writer: it is accepted,
+    with a warning, and only its layout is checked.
+    """
+    mine = rule_name(optimizer)
+    if RULE_KEY not in store.keys():
+        if len(store.keys()):
+            warnings.warn(
+                f"The saved state loaded into optimizer '{optimizer.name}' ({mine}) "
+                "does not record which optimizer wrote it (written by a Keras "
+                "optimizer or by an earlier keras-optnotes); only its layout is "
+                "checked.",
+                stacklevel=3,
+            )
+        return
+    saved = bytes(np.asarray(store[RULE_KEY], np.uint8)).decode("utf-8")
+    if saved != mine:
+        raise ValueError(
+            f"Cannot load the state of optimizer '{optimizer.name}' ({mine}): the "
+            f"saved state was written by {saved}. Compile the model with that "
+            "optimizer to resume from this state."
+        )
 
 
 def _shapes(arrays) -> list[tuple[int, ...]]:
@@ -356,15 +410,27 @@ class Optimizer(keras.optimizers.Optimizer):
 
     # -- state ---------------------------------------------------------------------
 
+    def build(self, variables):
+        """Keras' `build`; a rule without slots (`GradientDescent`) still checks that
+        saved state loaded before it was built has no slots either."""
+        super().build(variables)
+
+    def save_own_variables(self, store):
+        """Saves the variables as Keras does ("0", "1", …) and which rule wrote them."""
+        super().save_own_variables(store)
+        save_rule(store, self)
+
     def load_own_variables(self, store):
-        """Restores the optimizer's state; a layout mismatch is an error, not a warning.
+        """Restores the optimizer's state; another rule's state or a layout mismatch is
+        an error, not a warning.
 
         Before `build()` (`model.compile(...)` then `model.load_weights(...)`) the
         iteration counter and learning rate are restored at once and the slots' saved
         values wait: each slot `build()` creates starts at its saved value, and what
         was built is checked against what was saved (count and shapes).
         """
-        values = [np.asarray(store[str(i)]) for i in range(len(store.keys()))]
+        check_rule(store, self)
+        values = numbered_values(store)
         variables = self.variables
         if not self.built and len(values) > len(variables):
             self._check_layout(values[: len(variables)], built=False)
@@ -422,3 +488,7 @@ class Optimizer(keras.optimizers.Optimizer):
         config["jit_compile"] = self.jit_compile
         config.update({name: getattr(self, name) for name in self.HYPERPARAMETERS})
         return config
+
+
+# The base's own `build` too: a rule without slots of its own checks saved state.
+Optimizer.build = _restoring_saved_state(Optimizer.build)

@@ -7,6 +7,14 @@ from keras import ops
 from keras.saving import register_keras_serializable
 
 from keras_optnotes.checks import check_in_range, check_integer
+from keras_optnotes.optimizers.base import (
+    _layout,
+    _SavedState,
+    _shapes,
+    check_rule,
+    numbered_values,
+    save_rule,
+)
 
 
 def _tensorflow_eagerly() -> bool:
@@ -46,8 +54,12 @@ class Lookahead(keras.optimizers.Optimizer):
     skipped by the inner optimizer and by the slow weights alike.
 
     `variables` is the slow weights followed by the inner optimizer's variables, so
-    saving (`.keras`, `tf.train.Checkpoint`) restores both, and a run resumed in the
-    middle of a sync period continues exactly. The model's weights are the fast
+    saving (`.keras`, `.weights.h5`, `tf.train.Checkpoint`) restores both, and a run
+    resumed in the middle of a sync period continues exactly, also through
+    `model.compile(...)`, `model.load_weights(...)`, `fit`: slow weights loaded
+    before the wrapper is built wait for `build()`, as the state of the rules of
+    `keras_optnotes.optimizers` does (the inner optimizer must hold its own state
+    the same way: Keras' own optimizers drop state loaded before they are built). The model's weights are the fast
     weights; after a multiple of k steps they equal the slow ones.
 
     Args:
@@ -90,6 +102,7 @@ class Lookahead(keras.optimizers.Optimizer):
         self.sync_period = sync_period
         self.slow_step_size = slow_step_size
         self._compiled_functions = _CompiledFunctions()
+        self._saved_state = None
         # As in Keras' LossScaleOptimizer, the base's own iteration counter stays in
         # `variables` unused (removing it breaks TF checkpoints): `iterations` is the
         # inner optimizer's.
@@ -146,10 +159,28 @@ class Lookahead(keras.optimizers.Optimizer):
                     f"than one replica (TensorFlow backend; {replicas} replicas)."
                 )
         self.inner_optimizer.build(var_list)
+        saved, self._saved_state = self._saved_state, None
+        if saved is not None and _shapes(saved.values) != _shapes(var_list):
+            raise ValueError(
+                f"Cannot load the state of optimizer '{self.name}' (Lookahead): the "
+                f"saved slow weights are {_layout(_shapes(saved.values))}; the "
+                f"optimizer is built for {_layout(_shapes(var_list))}. The state was "
+                "saved from another model."
+            )
         self.slow_weights = []
-        for variable in var_list:
-            slow = self.add_variable_from_reference(variable, name="slow")
-            slow.assign(ops.copy(variable))  # own buffer: JAX donates both
+        for i, variable in enumerate(var_list):
+            if saved is None:
+                slow = self.add_variable_from_reference(variable, name="slow")
+                slow.assign(ops.copy(variable))  # own buffer: JAX donates both
+            else:
+                # As an initializer, not an assignment: `build` may run inside the
+                # first trace of a `tf.function`, whose later traces skip it.
+                def initializer(shape, dtype=None, value=saved.values[i]):
+                    return ops.convert_to_tensor(value, dtype=dtype)
+
+                slow = self.add_variable_from_reference(
+                    variable, name="slow", initializer=initializer
+                )
             self.slow_weights.append(slow)
         super().build(var_list)
 
@@ -306,27 +337,40 @@ class Lookahead(keras.optimizers.Optimizer):
     # -- saving ---------------------------------------------------------------------
 
     def save_own_variables(self, store):
-        """Saves this optimizer's own variables; Keras' saving visits the inner
-        optimizer (the attribute `inner_optimizer`) and saves its state beside."""
+        """Saves this optimizer's own variables and that Lookahead wrote them; Keras'
+        saving visits the inner optimizer (the attribute `inner_optimizer`) and saves
+        its state beside."""
         for i, variable in enumerate(self._variables):
             store[str(i)] = keras.ops.convert_to_numpy(variable)
+        save_rule(store, self)
 
     def load_own_variables(self, store):
-        """Restores the slow weights; a layout mismatch is an error, not a warning."""
-        saved = len(store.keys())
-        if saved == 1 and len(self._variables) > 1:
+        """Restores the slow weights; another optimizer's state or a layout mismatch
+        is an error, not a warning. Before `build()` the slow weights wait for it."""
+        check_rule(store, self)
+        values = numbered_values(store)
+        if not values:
+            raise ValueError(
+                f"Cannot load the state of optimizer '{self.name}' (Lookahead): the "
+                "saved state is empty (saved from a model without this optimizer)."
+            )
+        # The first is the unused iteration counter; the slow weights follow.
+        self._variables[0].assign(values[0])
+        if len(values) == 1:
             # Saved before it was built: no slow weight existed yet. They start at
             # the fast weights at the first step (see `apply`).
-            self._variables[0].assign(store["0"])
             return
-        if saved != len(self._variables):
+        if not self.built:
+            self._saved_state = _SavedState(values[1:])
+            return
+        if _shapes(values) != _shapes(self._variables):
             raise ValueError(
-                f"Cannot load the state of optimizer '{self.name}' (Lookahead): it has "
-                f"{len(self._variables)} own variables but the saved state has "
-                f"{saved}."
+                f"Cannot load the state of optimizer '{self.name}' (Lookahead): the "
+                f"saved state has {_layout(_shapes(values))}; the optimizer built has "
+                f"{_layout(_shapes(self._variables))}."
             )
-        for i, variable in enumerate(self._variables):
-            variable.assign(store[str(i)])
+        for variable, value in zip(self._variables[1:], values[1:]):
+            variable.assign(value)
 
     def get_config(self):
         return {
