@@ -42,6 +42,7 @@ FILES = [
     "test_serialization.py",
     # the remedies for large batches
     "test_sam.py",
+    "test_sam_efficient.py",
     "test_lars.py",
     "test_lookahead.py",
     "test_swa.py",
@@ -57,8 +58,9 @@ FILES = [
     "test_weight_noise.py",
     "test_normalization.py",
     "test_penalty.py",
-    # the experiments
+    # the experiments, and their input pipeline off TensorFlow
     "test_experiments_backends.py",
+    "test_augmented_batches.py",
     "test_protocol.py",
 ]
 # TensorFlow files that a whole-suite run hands to a second TensorFlow process.

@@ -5,7 +5,8 @@ The model for the closed forms is linear regression, y ≈ x W + b with an L2 pe
 `EinsumDense`: Keras' `matmul` computes float64 in float32 on PyTorch (its
 `result_type` maps float64 to float32 off TensorFlow), `einsum` does not. Coefficients
 (λ, learning rate, ρ, η) are powers of two and the data float32 values, so that no
-argument is rounded on its way in and 1e-12 is the tolerance on every backend.
+argument is rounded on its way in and 1e-12 is the tolerance on every backend; one case
+takes η = 0.01, which must reach float64 unrounded too.
 
 Runs on TensorFlow, JAX and PyTorch (tests/conftest.py picks the backend).
 """
@@ -163,6 +164,9 @@ CASES = {
     "sam": {},
     "sam_without_jit": {"jit_compile": False},  # TF: a plain tf.function
     "asam": {"adaptive": True, "eta": ETA},
+    # Not a float32 value: converted to float64 exactly (TensorFlow's cast of a Python
+    # float went through float32, 2.3e-8 relative off the reference).
+    "asam_eta_0.01": {"adaptive": True, "eta": 0.01},
     "sample_weight": {"sample_weight": True},
     "splits": {"num_batch_splits": 4},
     "asam_splits_weighted": {
@@ -197,6 +201,7 @@ def test_steps_equal_closed_form(data, case):
             y[part],
             part_weight,
             adaptive=options.get("adaptive", False),
+            eta=options.get("eta", ETA),
             splits=options.get("num_batch_splits", 1),
         )
         assert_close(model.get_weights(), weights)
@@ -353,6 +358,8 @@ def test_save_load_in_a_fresh_process_continues_identically(data, tmp_path):
         "adaptive": True,
         "eta": 0.01,
         "num_batch_splits": 2,
+        "interval": 1,
+        "looksam_alpha": None,
     }
     resumed_state = np.load(tmp_path / "resumed.npz")
     uninterrupted = [keras.ops.convert_to_numpy(v) for v in sam.optimizer.variables]

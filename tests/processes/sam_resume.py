@@ -1,6 +1,7 @@
-"""Launched by tests/test_sam.py: in a fresh process that imports only the package,
+"""Launched by tests/test_sam.py and test_sam_efficient.py: in a fresh process that imports only the package,
 load `DIR/sam.keras`, train one more epoch on `DIR/data.npz` (float64), and write the
-model's weights and the optimizer's variables to `DIR/resumed.npz`; print one JSON
+wrapper's weights (the model's, and LookSAM's kept direction when it has one) and the
+optimizer's variables to `DIR/resumed.npz`; print one JSON
 line with the loaded class and its SAM arguments.
 
     python sam_resume.py DIR
@@ -30,7 +31,7 @@ sam.fit(
     shuffle=False,
     verbose=0,
 )
-arrays = {f"w{i}": w for i, w in enumerate(sam.model.get_weights())}
+arrays = {f"w{i}": w for i, w in enumerate(sam.get_weights())}
 arrays.update(
     {
         f"o{i}": keras.ops.convert_to_numpy(v)
@@ -44,7 +45,15 @@ print(
         {
             "class_name": type(sam).__name__,
             "config": {
-                k: config[k] for k in ("rho", "adaptive", "eta", "num_batch_splits")
+                k: config[k]
+                for k in (
+                    "rho",
+                    "adaptive",
+                    "eta",
+                    "num_batch_splits",
+                    "interval",
+                    "looksam_alpha",
+                )
             },
         }
     )
