@@ -12,6 +12,11 @@ Importing this package does not import TensorFlow; running an experiment does.
 - `keras_optnotes.experiments.sharpness`: `compare_batch_sizes`, small- against
   large-batch minima and the large batch under SAM, ASAM, LARS, SWA and Lookahead →
   `BatchSizeComparison` of `SolutionRun`, with the interpolation line.
+- `keras_optnotes.experiments.critical_batch`: `run_critical_batch`, steps to a target
+  loss against the batch size, the fitted critical batch size and the gradient noise
+  scale → `CriticalBatchExperiment`.
+- `keras_optnotes.experiments.protocol`: the evidence protocol the experiments share
+  (splits, grids, seeds, intervals, budgets), written once.
 """
 
 from keras_optnotes.experiments.compare import (
