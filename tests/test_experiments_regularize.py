@@ -95,7 +95,8 @@ def test_gaps_and_rows_of_a_run():
 
 @pytest.mark.slow
 def test_the_unregularized_network_has_the_largest_gap_in_the_default_run():
-    # The default run (seed 0), all techniques. Measured on seeds 0-7 (README):
+    # The default run (seed 0), all techniques. Measured on seeds 0-7
+    # (docs/guides/regularization.md):
     # none's loss gap (0.74-1.08) was above every technique's on all 8 seeds; the
     # closest were weight noise on seed 4 (1.016 against 1.048) and L2 on seed 1
     # (0.955 against 1.076). In the error gap only early stopping, weight decay,

@@ -1,8 +1,9 @@
 """`tf.distribute.MultiWorkerMirroredStrategy`: two worker processes on 127.0.0.1.
 
-Each worker (`processes/multi_worker.py`) runs the custom training loop of the README's
-recipe with `Adam` and with `Momentum`; both must end with the same weights, equal to
-one process training on the same global batches. Keras 3's `Model.fit` does not run
+Each worker (`processes/multi_worker.py`) runs the custom training loop of the
+distribution guide's recipe (`docs/guides/distribution.md`) with `Adam` and with
+`Momentum`; both must end with the same weights, equal to one process training on the
+same global batches. Keras 3's `Model.fit` does not run
 under this strategy yet (keras-team/keras#20585); a test says when it starts to.
 """
 
@@ -128,14 +129,14 @@ def test_the_optimizer_took_the_plain_path_inside_the_strategy(cluster):
 def test_model_fit_under_the_multi_worker_strategy_still_fails(cluster):
     """keras-team/keras#20585: Keras 3's `fit` hands a `PerReplica` batch to code that
     wants a tensor. When this test fails, `fit` works under the strategy: switch the
-    README's multi-worker recipe to `model.fit`, and turn this test into a check that
+    distribution guide's multi-worker recipe to `model.fit`, and turn this test into a check that
     `fit` gives the custom loop's weights."""
     reports, _ = cluster
     for report in reports:
         fit = report["fit"]
         assert not fit["ok"], (
             "Model.fit now runs under MultiWorkerMirroredStrategy (keras-team/keras"
-            "#20585 fixed?): switch the README's multi-worker recipe to model.fit."
+            "#20585 fixed?): switch docs/guides/distribution.md's recipe to model.fit."
         )
         assert fit["error"].startswith("ValueError: Attempt to convert a value")
         assert "PerReplica" in fit["error"]

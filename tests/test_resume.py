@@ -92,7 +92,8 @@ def test_keras_does_not_save_the_random_state_of_dropout(tmp_path):
     """Why the resume tests use no Dropout: Keras 3 keeps a Dropout layer's
     `SeedGenerator` state out of `.keras` and `.weights.h5` files, so a resumed run
     draws other masks than the uninterrupted one. When this fails, Keras saves that
-    state: add Dropout to `processes/resume.py` and drop the README's caveat."""
+    state: add Dropout to `processes/resume.py` and drop the caveat in
+    `docs/guides/saving-and-resuming.md`."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dropout(0.5), keras.layers.Dense(1)]
