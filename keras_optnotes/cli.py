@@ -21,6 +21,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from keras_optnotes._tensorflow import missing_tensorflow_message
 from keras_optnotes._usage import PROG, UsageError
 
 __all__ = ["PROG", "UsageError", "build_parser", "main"]
@@ -141,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with _tensorflow_imported_quietly():
                 return int(args._run(args) or 0)
+        except ModuleNotFoundError as error:
+            message = missing_tensorflow_message(error)
+            if message is None:
+                raise
+            raise UsageError(message, prog=f"{PROG} {args.command}") from None
         except UsageError as error:
             if error.prog == PROG:  # name the sub-command whose input was bad
                 error.prog = f"{PROG} {args.command}"

@@ -1,6 +1,6 @@
 """Both experiments, tiny, on the backend of this process: one rule, and the two
-techniques with random state in the model (dropout) and in the tf.data pipeline
-(MixUp), one epoch each.
+techniques with random state in the model (dropout) and in the input pipeline
+(MixUp: tf.data on TensorFlow, a keras.utils.PyDataset elsewhere), one epoch each.
 
 The file is in `test_other_backends.FILES`, so it runs on TensorFlow here and on JAX
 and PyTorch in their own pytest processes.
@@ -48,13 +48,17 @@ def test_both_experiments_run_on_this_backend(experiments):
 
 
 CRASH_SCRIPT = """
-from keras_optnotes import data
-from keras_optnotes.experiments import run_ablation
+import numpy as np
 
-# MixUp goes through tf.data: the package imports TensorFlow here, before anything
-# has imported Keras (and so PyTorch and triton).
-run_ablation(data.load("digits", validation_fraction=0.5), ["mixup"], epochs=1,
-             train_size=16)
+from keras_optnotes._tensorflow import import_tensorflow
+from keras_optnotes.data import augment
+
+# The package's one way to import TensorFlow, before anything has imported Keras
+# (and so PyTorch and triton); then augment's tf.data pipeline, which needs it.
+tf = import_tensorflow("this test")
+images = np.zeros((4, 8, 8, 1), "float32")
+dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(4))).batch(4)
+list(augment(dataset, mixup_alpha=0.2, num_classes=4))
 import keras
 assert keras.backend.backend() == "torch"
 import torch._dynamo  # what torch.compile (jit_compile=True) imports: triton

@@ -1,6 +1,6 @@
 """Datasets that need no network, and the batch-level augmentation recipe."""
 
-from keras_optnotes.data.augment import augment  # noqa: F401
+from keras_optnotes.data.augment import augment, augmented_batches  # noqa: F401
 from keras_optnotes.data.datasets import (  # noqa: F401
     DATASETS,
     OFFLINE_DATASETS,

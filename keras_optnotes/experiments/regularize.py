@@ -118,6 +118,12 @@ GL_ALPHA = 2.0
 AUGMENTATION = {"rotate": 0.05, "zoom": 0.1}
 MIXUP_ALPHA = 0.2
 CUTMIX_ALPHA = 1.0
+# The arguments of `keras_optnotes.data.augment` / `augmented_batches` per technique.
+_RECIPES: dict[str, dict] = {
+    "augmentation": AUGMENTATION,
+    "mixup": {"mixup_alpha": MIXUP_ALPHA},
+    "cutmix": {"cutmix_alpha": CUTMIX_ALPHA},
+}
 
 WIDTH = 512
 LEARNING_RATE = 1e-3
@@ -280,31 +286,61 @@ def build_network(
 
 
 def _training_data(x, y, technique: str, num_classes: int, batch_size: int, seed: int):
+    """The training batches: a `tf.data` pipeline on TensorFlow, a
+    `keras.utils.PyDataset` of arrays on the other backends (no TensorFlow needed).
+
+    Both shuffle the (small) training set anew at each epoch, seeded, run the
+    technique's Keras layers once on the whole shuffled set (the layers' fixed cost
+    per call dominates on 8x8 images; MixUp and CutMix then pair each sample with a
+    partner drawn from the whole set), and cut it into batches. The random draws of
+    the two differ, so a run on TensorFlow and a run elsewhere are not the same run.
+    """
+    import keras
+
+    one_hot = np.eye(num_classes, dtype="float32")[y]
+    recipe = _RECIPES.get(technique, {})
+    if keras.backend.backend() != "tensorflow":
+        from keras_optnotes.data import augmented_batches
+
+        return augmented_batches(
+            x,
+            one_hot,
+            batch_size=batch_size,
+            augment_batch_size=len(x),
+            seed=seed,
+            **recipe,
+        )
     from keras_optnotes._tensorflow import import_tensorflow
     from keras_optnotes.data import augment
 
-    tf = import_tensorflow()
-
-    one_hot = np.eye(num_classes, dtype="float32")[y]
+    tf = import_tensorflow("the regularize experiment's tf.data pipeline")
     dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).shuffle(
         len(x), seed=seed, reshuffle_each_iteration=True
     )
-    recipes: dict[str, dict] = {
-        "augmentation": AUGMENTATION,
-        "mixup": {"mixup_alpha": MIXUP_ALPHA},
-        "cutmix": {"cutmix_alpha": CUTMIX_ALPHA},
-    }
-    if technique in recipes:
-        # One call of the Keras layers per epoch on the whole (small) shuffled
-        # training set, then cut into batches: the layers' fixed cost per call
-        # dominates on 8x8 images. MixUp and CutMix then pair each sample with a
-        # partner drawn from the whole set instead of from its batch.
-        dataset = augment(
-            dataset.batch(len(x)), seed=seed, **recipes[technique]
-        ).unbatch()
+    if recipe:
+        dataset = augment(dataset.batch(len(x)), seed=seed, **recipe).unbatch()
     # Repeated, with `steps_per_epoch` in `fit`: one iterator for the whole run, so
     # the pipeline's functions are set up once rather than at every epoch.
     return dataset.batch(batch_size).repeat().prefetch(2)
+
+
+def _validation_data(split: Split):
+    """The validation set, one-hot, in batches of 1024, in a fixed order."""
+    import keras
+
+    one_hot = np.eye(split.num_classes, dtype="float32")[split.y_val]
+    if keras.backend.backend() != "tensorflow":
+        from keras_optnotes.data import augmented_batches
+
+        # No layer asked for: the arrays as they are.
+        return augmented_batches(split.x_val, one_hot, batch_size=1024, shuffle=False)
+    from keras_optnotes._tensorflow import import_tensorflow
+
+    tf = import_tensorflow("the regularize experiment's tf.data pipeline")
+    # A cached dataset: numpy validation data would be re-wrapped every epoch.
+    return (
+        tf.data.Dataset.from_tensor_slices((split.x_val, one_hot)).batch(1024).cache()
+    )
 
 
 def _score(model, split: Split) -> tuple[float, float, float, float]:
@@ -350,11 +386,8 @@ def _train_one(
     import keras
 
     from keras_optnotes import optimizers
-    from keras_optnotes._tensorflow import import_tensorflow
     from keras_optnotes.callbacks import PrecheltEarlyStopping
     from keras_optnotes.regularizers import ParameterNormPenalty, apply_penalty
-
-    tf = import_tensorflow()
 
     keras.utils.set_random_seed(seed)
     input_noise = INPUT_NOISE * float(np.std(split.x_train))
@@ -397,25 +430,17 @@ def _train_one(
     if technique == "early_stopping":
         callbacks.append(PrecheltEarlyStopping("GL", alpha=GL_ALPHA))
     if technique == "early_stopping" or validation_curves:
-        # A cached dataset: numpy validation data would be re-wrapped every epoch.
-        validation = (
-            tf.data.Dataset.from_tensor_slices(
-                (split.x_val, np.eye(split.num_classes, dtype="float32")[split.y_val])
-            )
-            .batch(1024)
-            .cache()
-        )
+        validation = _validation_data(split)
+    training = _training_data(
+        split.x_train, split.y_train, technique, split.num_classes, batch_size, seed
+    )
     history = model.fit(
-        _training_data(
-            split.x_train,
-            split.y_train,
-            technique,
-            split.num_classes,
-            batch_size,
-            seed,
-        ),
+        training,
         epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
+        # The tf.data pipeline repeats; a PyDataset has a length.
+        steps_per_epoch=None
+        if isinstance(training, keras.utils.PyDataset)
+        else steps_per_epoch,
         validation_data=validation,
         callbacks=callbacks,
         shuffle=False,  # the dataset shuffles, seeded
@@ -490,7 +515,11 @@ def run_ablation(
     share), sees the same `train_size` training samples in the same shuffled order
     and is trained with Adam (η = 1e-3, cosine decay to 0 over `epochs` epochs) on
     the cross-entropy for `epochs` epochs (early stopping may stop sooner and
-    restores its best weights). TensorFlow's op determinism is on during the runs.
+    restores its best weights). The backend's deterministic kernels are on during
+    the runs (`keras_optnotes.experiments._common.op_determinism`): on CPU a seed's
+    run repeats bit for bit on each backend, but the backends' runs differ from
+    one another (on TensorFlow the data go through `tf.data`, elsewhere through a
+    `keras.utils.PyDataset`, with other random draws).
     Each run costs one compilation and `epochs` passes over `train_size` samples,
     so a few techniques on a few seeds are cheap: call it once per seed.
 
