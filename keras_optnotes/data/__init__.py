@@ -14,3 +14,19 @@ from keras_optnotes.data.datasets import (  # noqa: F401
     spirals,
     waveforms,
 )
+
+__all__ = [
+    "DATASETS",
+    "OFFLINE_DATASETS",
+    "DatasetUnavailableError",
+    "Split",
+    "augment",
+    "augmented_batches",
+    "cifar10",
+    "corrupt_labels",
+    "digits",
+    "load",
+    "mnist",
+    "spirals",
+    "waveforms",
+]

@@ -232,8 +232,15 @@ def augmented_batches(
         augment_batch_size: samples per call of the layers, ≥ 1 (None: `batch_size`);
             MixUp and CutMix draw partners within such a chunk, so `len(x)` pairs
             each sample with any other.
-        flip, rotate, zoom, crop, mixup_alpha, cutmix_alpha, cutout, num_classes,
-        seed: as for `augment`.
+        flip: "horizontal", "vertical" or "horizontal_and_vertical" (as `augment`).
+        rotate: rotation factor in (0, 1] (as `augment`).
+        zoom: zoom factor in (0, 1] (as `augment`).
+        crop: (height, width) of the random crop (as `augment`).
+        mixup_alpha: α > 0 of MixUp's Beta(α, α) (as `augment`).
+        cutmix_alpha: α in (0, 1] of CutMix's Beta(α, α) (as `augment`).
+        cutout: the erased fraction of the image area, in (0, 1] (as `augment`).
+        num_classes: the number of classes, for integer labels with MixUp/CutMix.
+        seed: integer seed; layer i is seeded `seed + i`.
 
     Returns:
         A `keras.utils.PyDataset` of (images, labels) float32 NumPy batches
