@@ -586,6 +586,14 @@ class CriticalBatchExperiment:
                         None if r.noise is None else r.noise.noise_scale
                         for r in result.runs
                     ],
+                    "gradient_noise_trace": [
+                        None if r.noise is None else r.noise.trace for r in result.runs
+                    ],
+                    "gradient_squared_norm": [
+                        None if r.noise is None else r.noise.squared_norm
+                        for r in result.runs
+                    ],
+                    "final_train_loss": [r.final_loss for r in result.runs],
                 }
             )
         noise = self.noise_scale()
@@ -904,22 +912,25 @@ def plot_critical_batch(
                 color="0.6",
                 zorder=2,
             )
-            summary = mean_interval(values)
+            # On log axes: the geometric mean and the t-interval of log values.
+            summary = mean_interval(np.log(values))
+            center = math.exp(summary.mean)
             low, high = (
-                (summary.mean, summary.mean)
+                (center, center)
                 if math.isnan(summary.low)
-                else (summary.low, summary.high)
+                else (math.exp(summary.low), math.exp(summary.high))
             )
             axes.errorbar(
                 batch.batch_size,
-                summary.mean,
-                yerr=[[summary.mean - max(low, 1e-9)], [high - summary.mean]],
+                center,
+                yerr=[[center - low], [high - center]],
                 fmt="o",
                 color="tab:blue",
                 capsize=3,
                 zorder=3,
             )
-        _mark_scales(axes, result, sizes, scale)
+        marks = _mark_scales(axes, result, sizes, scale)
+        axes.set_xlim(min(sizes.min(), *marks) / 1.6, max(sizes.max(), *marks) * 1.6)
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")
         axes.set_xlabel("batch size B")
@@ -929,7 +940,8 @@ def plot_critical_batch(
     if title is None:
         title = (
             f"{result.dataset}: steps to training cross-entropy ≤ {result.target_loss} "
-            f"(plain SGD, η tuned per B; {len(result.seeds)} seeds, mean and 95 % CI)"
+            f"(plain SGD, η tuned per B; {len(result.seeds)} seeds: geometric mean "
+            "and 95 % t-interval of log values)"
         )
     figure.suptitle(title, fontsize="medium")
     if path is not None:
@@ -937,8 +949,10 @@ def plot_critical_batch(
     return figure
 
 
-def _mark_scales(axes, result, sizes, scale) -> None:
-    """The fitted curve and the B_crit and B_simple lines on one panel."""
+def _mark_scales(axes, result, sizes, scale) -> list[float]:
+    """The fitted curve and the B_crit and B_simple lines on one panel; returns the
+    batch sizes marked (for the limits of the x axis)."""
+    marks = []
     if result.fit is not None:
         grid = np.geomspace(sizes.min() / 1.5, sizes.max() * 1.5, 200)
         axes.plot(
@@ -954,8 +968,9 @@ def _mark_scales(axes, result, sizes, scale) -> None:
             linestyle="--",
             label=f"B_crit = E_min/S_min = {critical:.0f}",
         )
+        marks.append(critical)
         spread = result.critical_batch_interval()
-        if spread is not None and spread.count > 1:
+        if spread is not None and spread.count > 1 and spread.low > 0:
             axes.axvspan(
                 max(spread.low, 1e-3), spread.high, color="tab:orange", alpha=0.1
             )
@@ -967,10 +982,12 @@ def _mark_scales(axes, result, sizes, scale) -> None:
             linestyle=":",
             label=f"B_simple = tr(Σ)/|G|² = {noise.mean:.0f}",
         )
-        if noise.count > 1:
+        marks.append(noise.mean)
+        if noise.count > 1 and noise.low > 0:
             axes.axvspan(
                 max(noise.low, 1e-3),
                 noise.high,
                 color="tab:green",
                 alpha=0.1,
             )
+    return marks
