@@ -17,7 +17,7 @@ The design, and why:
   far each technique resists it is what its gap shows. On clean digits the 128
   samples leave little to memorize: every run fits them, the gap is the validation
   digits that are hard, and the techniques moved it by about as much as a change of
-  seed did (README; `label_noise=0` runs that design).
+  seed did (docs/guides/regularization.md; `label_noise=0` runs that design).
 - Two gaps. The loss gap (validation - training cross-entropy) is the one the chart
   shows first and the tests assert on; the error gap (training accuracy - validation
   accuracy) is the textbook generalization gap of a classifier. With noisy training
@@ -516,7 +516,8 @@ def run_ablation(
     and is trained with Adam (η = 1e-3, cosine decay to 0 over `epochs` epochs) on
     the cross-entropy for `epochs` epochs (early stopping may stop sooner and
     restores its best weights). The backend's deterministic kernels are on during
-    the runs (`keras_optnotes.experiments._common.op_determinism`): on CPU a seed's
+    the runs (TensorFlow's op determinism, PyTorch's deterministic algorithms;
+    nothing to switch on JAX, whose CPU kernels are deterministic): on CPU a seed's
     run repeats bit for bit on each backend, but the backends' runs differ from
     one another (on TensorFlow the data go through `tf.data`, elsewhere through a
     `keras.utils.PyDataset`, with other random draws).
