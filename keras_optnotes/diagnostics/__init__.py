@@ -7,10 +7,13 @@ noise scale. Operators, algorithms and results are kept apart.
   front-ends `hessian_top_eigenvalues` and `hessian_trace`.
 - `results`: the frozen dataclasses every function returns.
 - `sharpness`: Keskar's ε-sharpness; `landscape`: directions, lines and surfaces;
-  `lr_range`: Smith's range test; `plots`: PNG figures (matplotlib extra).
+  `lr_range`: Smith's range test; `plots`: matplotlib figures (the `plot` extra),
+  returned as `Figure`s, drawn into a given `ax=`, saved only when given a path.
 
 Every function measures with `training=False` unless told otherwise and restores the
-model's weights exactly.
+model's weights exactly. The long-running ones (`hessian_top_eigenvalues`,
+`hessian_trace`, `keskar_sharpness`, `loss_surface`, `lr_range_test`) show a
+`keras.utils.Progbar` as `fit` does; pass `verbose=0` for silence.
 """
 
 from keras_optnotes.diagnostics.algorithms import (
