@@ -64,6 +64,7 @@ NUMBERED = {
         "02_optimizer_paths.png",
         "02_convergence.png",
         "02_momentum_vs_nesterov.png",
+        "02_momentum_beta.png",
     ),
     "03_adaptive_learning_rates": (
         "03_effective_step_size.png",
@@ -71,6 +72,7 @@ NUMBERED = {
         "03_bias_correction.png",
         "03_epsilon.png",
     ),
+    "09_critical_batch_size": ("09_critical_batch.png", "09_pareto.png"),
 }
 
 
@@ -337,6 +339,78 @@ def test_chosen_learning_rate_is_the_best_of_the_grid(numbered):
             assert best["final_gap"] == min(finals)
 
 
+def test_heavy_ball_contraction_is_the_companion_matrix_spectral_radius():
+    module = load("02_optimizer_paths")
+    rng = np.random.default_rng(0)
+    for eta, beta in zip(rng.uniform(0.001, 0.08, 20), rng.uniform(0.0, 0.99, 20)):
+        # e_{t+1} = (1 + β − ηλ) e_t − β e_{t−1}: the companion matrix per curvature.
+        radius = max(
+            np.max(np.abs(np.linalg.eigvals([[1 + beta - eta * lam, -beta], [1, 0]])))
+            for lam in (1.0, 50.0)
+        )
+        assert module.heavy_ball_contraction(eta, beta) == pytest.approx(
+            radius, rel=1e-10
+        )
+    # Polyak's optimum: η* = 4/(1 + √50)², β* = ((√50 − 1)/(√50 + 1))², rate √β*.
+    # Both curvatures have a double root there, which np.roots finds to about √ε.
+    root = math.sqrt(50.0)
+    assert module.OPTIMAL_RATE == pytest.approx(4 / (1 + root) ** 2, rel=1e-15)
+    assert module.OPTIMAL_BETA == pytest.approx(
+        ((root - 1) / (root + 1)) ** 2, rel=1e-15
+    )
+    assert module.heavy_ball_contraction(
+        module.OPTIMAL_RATE, module.OPTIMAL_BETA
+    ) == pytest.approx((root - 1) / (root + 1), rel=1e-6)
+
+
+def test_momentum_sweep_paths_are_the_heavy_ball_in_numpy(numbered):
+    module, _, result, _ = numbered("02_optimizer_paths")
+    sweep = result["sweep"]
+    for row in sweep["rows"]:
+        if row["steps"] is None:
+            continue
+        eta, beta = row["learning_rate"], row["beta"]
+        theta, a = np.array([-4.0, 1.0]), np.zeros(2)
+        path = [theta]
+        for _ in range(sweep["steps"]):
+            a = beta * a + np.array([1.0, 50.0]) * theta
+            theta = theta - eta * a
+            path.append(theta)
+        np.testing.assert_allclose(row["path"], np.array(path), rtol=1e-10, atol=1e-14)
+        gap = 0.5 * (np.array(path)[:, 0] ** 2 + 50 * np.array(path)[:, 1] ** 2)
+        above = np.flatnonzero(gap >= module.TOLERANCE)
+        assert row["steps"] == above[-1] + 1
+
+
+def test_momentum_sweep_finds_the_closed_form_beta(numbered):
+    module, _, result, _ = numbered("02_optimizer_paths")
+    best = module.best_beta(result["sweep"])
+    # The quick sweep's β are 0, 0.55, 0.6 and 0.9; β* = 0.566 lies between the two
+    # middle ones, and 0.9 is far slower.
+    assert best["beta"] in (0.55, 0.6)
+    at_09 = next(r for r in result["sweep"]["rows"] if r["beta"] == 0.9)
+    assert at_09["steps"] is None or at_09["steps"] > 2 * best["steps"]
+
+
+def test_rotation_leaves_gradient_descent_unchanged_and_changes_adagrad(numbered):
+    module, _, result, _ = numbered("02_optimizer_paths")
+    names = [f.name for f in module.FUNCTIONS]
+    aligned, rotated = names.index("quadratic"), names.index("rotated quadratic")
+    rotation = np.array([[1.0, -1.0], [1.0, 1.0]]) / math.sqrt(2.0)
+    differences = {}
+    for (rule, _rate), path in result["runs"].items():
+        turned = path[:, aligned] @ rotation.T  # R θ, row by row
+        bounded = np.all(np.abs(turned) < 1e6, axis=1)  # not the runs that diverge
+        difference = np.max(
+            np.abs(path[bounded, rotated] - turned[bounded])
+            / (1.0 + np.abs(turned[bounded]))
+        )
+        differences.setdefault(rule, []).append(difference)
+    for rule in ("GradientDescent", "Momentum", "NesterovMomentum"):
+        assert max(differences[rule]) < 1e-12
+    assert min(differences["Adagrad"]) > 1e-3
+
+
 # 03 ------------------------------------------------------------------------------
 
 
@@ -426,3 +500,23 @@ def test_epsilon_placement_matches_the_closed_forms(numbered):
     for name in ("Adam", "RMSprop"):
         for t, knee in result["knees"][name, False].items():
             assert knee < result["knees"][name, True][t]
+
+
+# 09 ------------------------------------------------------------------------------
+
+
+def test_critical_batch_tutorial_fit_is_the_hyperbola(numbered):
+    _, out, result, _ = numbered("09_critical_batch_size")
+    experiment = result["result"]
+    fit = experiment.fit
+    sizes = np.array([8.0, 64.0, 512.0, 3.0, 5000.0])
+    s, e = fit.steps(sizes), fit.examples(sizes)
+    # (S/S_min − 1)(E/E_min − 1) = (B_crit/B)(B/B_crit) = 1, and E = B S.
+    np.testing.assert_allclose(
+        (s / fit.min_steps - 1) * (e / fit.min_examples - 1), 1.0, rtol=1e-12
+    )
+    np.testing.assert_allclose(e, sizes * s, rtol=1e-12)
+    summary = (out / "09_critical_batch_size.md").read_text(encoding="utf-8")
+    assert f"B_crit = {fit.critical_batch_size:.1f}" in summary
+    for batch in experiment.batches:
+        assert batch.runs and all(run.steps for run in batch.runs)

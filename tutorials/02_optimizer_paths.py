@@ -1,4 +1,4 @@
-"""The notes' seven update rules on four 2-D test functions: where does each one go?
+"""The notes' seven update rules on five 2-D test functions: where does each one go?
 
 The notes' section. "Optimization algorithms" (최적화 알고리즘): 1. Gradient Descent,
 2. Momentum, 3. Nesterov Accelerated Gradient, 4. Adagrad, 5. Adadelta, 6. RMSprop,
@@ -11,13 +11,16 @@ Nesterov with the gradient at a look-ahead point,
 
 which an optimizer that only sees the gradient at the current weights cannot evaluate;
 `keras_optnotes.optimizers.NesterovMomentum` keeps the look-ahead point φ = θ − η β a
-as the weights instead (SPEC §1: a ← β a + g ; φ ← φ − η (g + β a)).
+as the weights instead: a ← β a + g ; φ ← φ − η (g + β a).
 
 The questions. (1) What paths do the seven rules take on an ill-conditioned quadratic,
 Rosenbrock's valley, a saddle point and Beale's function, and how fast does each reach
 the minimum? (2) Does Nesterov really overshoot less than momentum near the minimum, and
 reach it sooner? (3) Are the notes' look-ahead form and the implemented form the same
-algorithm — the same iterates, not just similar ones?
+algorithm — the same iterates, not just similar ones? (4) Is β = 0.9, the default
+everyone uses, a good momentum for the quadratic — and which β is best? (5) Adagrad,
+RMSprop and Adam scale each coordinate on its own: is their speed on the quadratic a
+property of the rule, or of the quadratic's axes being the coordinate axes?
 
 The setup. Each rule of `keras_optnotes.optimizers` (as `keras.optimizers.Optimizer`s,
 stepped with `apply`, float64) runs 500 steps from a fixed start on each function, at
@@ -27,16 +30,39 @@ none did, the one with the lowest final f − f*). Momentum and Nesterov use β 
 Adadelta's grid is centred on the paper's η = 1 (the notes say it "has no learning
 rate"; the grid shows what that costs). Nothing here is random, so there are no seeds.
 
-- quadratic: f = ½ (x² + 50 y²), condition number 50, start (−4, 1), f* = 0 at 0;
+- quadratic: f = ½ (x² + 50 y²), condition number κ = 50, start (−4, 1), f* = 0 at 0;
+- rotated quadratic: the same quadratic turned by 45°, f = ½ θᵀ R diag(1, 50) Rᵀ θ
+  with R the rotation by 45°, started at R (−4, 1): every rotation-invariant rule
+  (gradient descent, momentum, Nesterov) takes exactly the same steps as on the
+  quadratic, so any difference is the rule's dependence on the coordinate axes;
 - Rosenbrock: f = (1 − x)² + 100 (y − x²)², start (−1.2, 1), f* = 0 at (1, 1);
 - saddle: f = ½ x² − ½ y² + ¼ y⁴, start (1, 10⁻³) next to the saddle at the origin,
   f* = −¼ at (0, ±1);
 - Beale: f = Σᵢ (cᵢ − x + x yⁱ)², c = (1.5, 2.25, 2.625), start (1, 1.5), f* = 0 at
   (3, 0.5).
 
+The momentum sweep. Heavy-ball momentum (a ← β a + g ; θ ← θ − η a) on the quadratic,
+at every β of a grid from 0 to 0.99, each with the η of a fine log grid that reaches
+f − f* < 1e-6 in the fewest steps. On a quadratic with curvatures μ = 1 and L = 50 the
+iteration is linear: per curvature λ, the error obeys e_{t+1} = (1 + β − ηλ) e_t −
+β e_{t−1}, whose rate is the larger root modulus of z² − (1 + β − ηλ) z + β = 0, and
+the worst of the two curvatures sets the speed. Minimizing that rate over η and β
+(Polyak 1964) gives, in closed form,
+
+    η* = 4 / (√L + √μ)²,   β* = ((√κ − 1) / (√κ + 1))²,   rate* = (√κ − 1) / (√κ + 1),
+
+i.e. β* = 0.566, η* = 0.0614 and rate* = 0.752 per step for κ = 50 (β* is the *square*
+of the rate, not the rate itself). The sweep measures the best step count per β and
+sets it beside log(f₀ / 10⁻⁶) / (−2 log rate(β)), the count the best rate at that β
+predicts (f falls as rate^{2t}). Momentum's update is linear in η g, so one
+`Momentum(learning_rate=1, momentum=β)` stepping on η ∇f gives exactly the iterates
+of η on ∇f: one variable whose rows carry every η of the grid runs them all at once.
+
 How to read the output. `02_optimizer_paths.png` draws the paths over the contours (at
 each rule's chosen learning rate); `02_convergence.png` plots f − f* against the step on
-a log scale; `02_momentum_vs_nesterov.png` zooms in on the quadratic with the same η and
+a log scale; `02_momentum_beta.png` has the momentum sweep (steps against β, with the
+closed form's prediction) and the steps of each rule on the quadratic and on the
+rotated one; `02_momentum_vs_nesterov.png` zooms in on the quadratic with the same η and
 β for both, and `02_optimizer_paths.md` has the tables: the convergence table, the
 overshoot table (how far past the minimum the slow coordinate swings, how many times it
 crosses it, steps to ‖θ − θ*‖ < 10⁻⁶) for β = 0.8, 0.9, 0.95, and the largest
@@ -45,11 +71,12 @@ equations, and the package's `NesterovMomentum` weights, over every Nesterov run
 
 Run:
 
-    python tutorials/02_optimizer_paths.py           # about 55 s on two idle cores
+    python tutorials/02_optimizer_paths.py           # about a minute on two idle cores
     python tutorials/02_optimizer_paths.py --quick   # smoke run, seconds
 
 References:
-    Polyak, "Some methods of speeding up the convergence of iteration methods", 1964.
+    Polyak, "Some methods of speeding up the convergence of iteration methods", 1964
+    (the optimal η and β of the heavy ball on a quadratic).
     Nesterov, "A method of solving a convex programming problem with convergence rate
     O(1/k²)", 1983; Sutskever, Martens, Dahl, Hinton, "On the importance of
     initialization and momentum in deep learning", ICML 2013.
@@ -63,6 +90,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import _common
@@ -91,9 +119,30 @@ GRIDS = {
     "Adam": HALF_DECADES[2:9],
 }
 SETTINGS = {
-    False: {"steps": 500, "grid": slice(None), "overshoot_steps": 600},
-    True: {"steps": 40, "grid": slice(2, 4), "overshoot_steps": 40},
+    False: {
+        "steps": 500,
+        "grid": slice(None),
+        "overshoot_steps": 600,
+        "betas": (*np.round(np.arange(0.0, 0.951, 0.05), 2), 0.97, 0.99),
+        "sweep_rates": np.geomspace(1e-3, 0.1, 201),
+        "sweep_steps": 1500,
+    },
+    True: {
+        "steps": 40,
+        "grid": slice(2, 4),
+        "overshoot_steps": 40,
+        "betas": (0.0, 0.55, 0.6, 0.9),
+        "sweep_rates": np.geomspace(0.02, 0.1, 25),
+        "sweep_steps": 300,
+    },
 }
+CURVATURES = (1.0, 50.0)  # μ and L of the quadratic
+KAPPA = CURVATURES[1] / CURVATURES[0]
+OPTIMAL_BETA = ((math.sqrt(KAPPA) - 1) / (math.sqrt(KAPPA) + 1)) ** 2
+OPTIMAL_RATE = 4.0 / (math.sqrt(CURVATURES[0]) + math.sqrt(CURVATURES[1])) ** 2
+OPTIMAL_CONTRACTION = (math.sqrt(KAPPA) - 1) / (math.sqrt(KAPPA) + 1)
+# Rules whose steps depend on the coordinate axes, compared on the two quadratics.
+ROTATION_RULES = ("GradientDescent", "Momentum", "Adagrad", "RMSprop", "Adam")
 OVERSHOOT_MOMENTA = (0.8, 0.9, 0.95)
 OVERSHOOT_LEARNING_RATE = 0.01
 
@@ -111,6 +160,20 @@ class TestFunction:
 
 def _quadratic_gradient(p):
     return np.stack([p[:, 0], 50.0 * p[:, 1]], axis=1)
+
+
+ROTATION = np.array([[1.0, -1.0], [1.0, 1.0]]) / math.sqrt(2.0)  # 45°
+ROTATED_HESSIAN = ROTATION @ np.diag(CURVATURES) @ ROTATION.T  # [[25.5, −24.5], …]
+ROTATED_START = tuple(ROTATION @ np.array([-4.0, 1.0]))
+
+
+def _rotated_value(x, y):
+    (a, b), (_, c) = ROTATED_HESSIAN
+    return 0.5 * (a * x**2 + 2 * b * x * y + c * y**2)
+
+
+def _rotated_gradient(p):
+    return p @ ROTATED_HESSIAN  # symmetric: (H p)ᵀ row by row
 
 
 def _rosenbrock_gradient(p):
@@ -176,11 +239,20 @@ FUNCTIONS = (
         (-0.5, 4.0, -1.5, 2.0),
         ((3.0, 0.5),),
     ),
+    TestFunction(
+        "rotated quadratic",
+        _rotated_value,
+        _rotated_gradient,
+        ROTATED_START,
+        0.0,
+        (-4.5, 4.5, -3.0, 3.0),
+        ((0.0, 0.0),),
+    ),
 )
 
 
 def stacked_gradient(p: np.ndarray) -> np.ndarray:
-    """Row k of `p` is a point of FUNCTIONS[k]: one variable carries all four runs."""
+    """Row k of `p` is a point of FUNCTIONS[k]: one variable carries all five runs."""
     return np.concatenate(
         [f.gradient(p[k : k + 1]) for k, f in enumerate(FUNCTIONS)], axis=0
     )
@@ -259,7 +331,7 @@ def _relative_max(value, reference) -> float:
 
 
 def run_grid(steps: int, grid: slice) -> dict:
-    """Every rule at every learning rate of its grid on the four functions."""
+    """Every rule at every learning rate of its grid on the five functions."""
     start = np.array([f.start for f in FUNCTIONS])
     runs = {}
     for rule, rates in GRIDS.items():
@@ -318,9 +390,132 @@ def overshoot(momentum: float, steps: int) -> dict:
     return rows
 
 
+def heavy_ball_contraction(learning_rate, momentum, curvatures=CURVATURES):
+    """The heavy ball's rate on a quadratic: the largest root modulus, over the
+    curvatures λ, of z² − (1 + β − ηλ) z + β = 0 (the error shrinks by it per step)."""
+    worst = 0.0
+    for curvature in curvatures:
+        b = 1.0 + momentum - learning_rate * curvature
+        roots = np.roots([1.0, -b, momentum])
+        worst = max(worst, float(np.max(np.abs(roots))))
+    return worst
+
+
+def momentum_sweep(betas, rates, steps: int) -> dict:
+    """For each β: the steps to f − f* < 1e-6 on the quadratic at every η of `rates`
+    (`Momentum` with η = 1 stepping on η ∇f, one row per η), the best η and count,
+    and the count the best contraction at that β predicts."""
+    quadratic = FUNCTIONS[0]
+    rates = np.asarray(rates, np.float64)
+    start = np.repeat(np.array([quadratic.start]), len(rates), axis=0)
+    initial_gap = quadratic.value(*quadratic.start) - quadratic.minimum
+    rows = []
+    for beta in betas:
+        optimizer = optimizers.Momentum(learning_rate=1.0, momentum=float(beta))
+        path = _common.descend(
+            optimizer, lambda p: rates[:, None] * quadratic.gradient(p), start, steps
+        )
+        with np.errstate(over="ignore", invalid="ignore"):  # the η that diverge
+            gap = quadratic.value(path[..., 0], path[..., 1]) - quadratic.minimum
+        counts = [steps_to_tolerance(gap[:, k]) for k in range(len(rates))]
+        reached = [k for k, c in enumerate(counts) if c is not None]
+        best = min(reached, key=lambda k: (counts[k], rates[k])) if reached else None
+        contraction = min(heavy_ball_contraction(r, beta) for r in rates)
+        rows.append(
+            {
+                "beta": float(beta),
+                "steps": None if best is None else counts[best],
+                "learning_rate": None if best is None else float(rates[best]),
+                "path": None if best is None else path[:, best],
+                "contraction": contraction,
+                "predicted_steps": math.log(initial_gap / TOLERANCE)
+                / (-2.0 * math.log(contraction)),
+            }
+        )
+    return {"rows": rows, "steps": steps}
+
+
+def best_beta(sweep: dict) -> dict:
+    """The sweep's row with the fewest steps (ties: the smaller β)."""
+    reached = [row for row in sweep["rows"] if row["steps"] is not None]
+    return min(reached, key=lambda row: (row["steps"], row["beta"]))
+
+
+def rotation_rows(chosen: dict, limit: int) -> list[list]:
+    """Steps to 1e-6 (at each rule's best η) on the quadratic and the rotated one."""
+    rows = []
+    for rule in ROTATION_RULES:
+        aligned = chosen[rule, "quadratic"]
+        rotated = chosen[rule, "rotated quadratic"]
+        rows.append(
+            [
+                rule,
+                f"{_steps_text(aligned['steps'], limit)} (η={aligned['learning_rate']:.3g})",
+                f"{_steps_text(rotated['steps'], limit)} (η={rotated['learning_rate']:.3g})",
+            ]
+        )
+    return rows
+
+
+def plot_momentum_and_rotation(sweep: dict, chosen: dict, staging, limit: int):
+    figure = new_figure(figsize=(13, 4.8), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    rows = [r for r in sweep["rows"] if r["steps"] is not None]
+    left.plot(
+        [r["beta"] for r in sweep["rows"]],
+        [r["predicted_steps"] for r in sweep["rows"]],
+        color="0.5",
+        label="predicted: log(f₀/1e-6) / (−2 log rate), best η at each β",
+    )
+    left.plot(
+        [r["beta"] for r in rows],
+        [r["steps"] for r in rows],
+        "o",
+        color="tab:blue",
+        label="measured: fewest steps over the η grid",
+    )
+    left.axvline(
+        OPTIMAL_BETA,
+        color="tab:red",
+        ls="--",
+        label=f"closed form β* = ((√κ−1)/(√κ+1))² = {OPTIMAL_BETA:.3f}",
+    )
+    _common.label(
+        left,
+        "momentum β",
+        "steps to f − f* < 1e-6",
+        "Heavy ball on the quadratic (κ = 50), η tuned per β",
+        log="y",
+        legend="small",
+    )
+    names = ["quadratic", "rotated quadratic"]
+    width = 0.38
+    for offset, name in zip((-width / 2, width / 2), names, strict=True):
+        counts = [chosen[rule, name]["steps"] for rule in ROTATION_RULES]
+        right.bar(
+            np.arange(len(ROTATION_RULES)) + offset,
+            [limit if c is None else c for c in counts],
+            width,
+            label=f"{name}"
+            + (" (bars at the limit: not reached)" if None in counts else ""),
+        )
+    right.set_xticks(np.arange(len(ROTATION_RULES)), ROTATION_RULES, fontsize="small")
+    _common.label(
+        right,
+        "rule (at its best η)",
+        "steps to f − f* < 1e-6",
+        "The same quadratic, axis-aligned and rotated by 45°",
+        log="y",
+        legend="small",
+    )
+    return _common.save(figure, staging, "02_momentum_beta.png")
+
+
 def plot_paths(chosen: dict, staging, title: str):
-    figure = new_figure(figsize=(13, 10), layout="constrained")
-    for axes, function in zip(figure.subplots(2, 2).ravel(), FUNCTIONS, strict=True):
+    figure = new_figure(figsize=(18, 10), layout="constrained")
+    panels = figure.subplots(2, 3).ravel()
+    panels[-1].set_axis_off()
+    for axes, function in zip(panels, FUNCTIONS):
         x0, x1, y0, y1 = function.box
         x, y = np.meshgrid(np.linspace(x0, x1, 300), np.linspace(y0, y1, 300))
         z = function.value(x, y) - function.minimum
@@ -353,8 +548,10 @@ def plot_paths(chosen: dict, staging, title: str):
 
 
 def plot_convergence(chosen: dict, staging, steps: int):
-    figure = new_figure(figsize=(13, 8), layout="constrained")
-    for axes, function in zip(figure.subplots(2, 2).ravel(), FUNCTIONS, strict=True):
+    figure = new_figure(figsize=(18, 8), layout="constrained")
+    panels = figure.subplots(2, 3).ravel()
+    panels[-1].set_axis_off()
+    for axes, function in zip(panels, FUNCTIONS):
         for rule in GRIDS:
             best = chosen[rule, function.name]
             axes.plot(
@@ -428,6 +625,84 @@ def nesterov_verdict(overshoots: dict, limit: int) -> str:
     )
 
 
+def write_momentum_sweep(summary, sweep: dict, rates) -> None:
+    rows = sweep["rows"]
+    best = best_beta(sweep)
+    at_09 = next((r for r in rows if r["beta"] == 0.9), None)
+    limit = sweep["steps"]
+    summary.text(
+        "## Which momentum β? A sweep on the quadratic\n\n"
+        f"For each β, {len(rates)} log-spaced η from {rates[0]:.3g} to {rates[-1]:.3g}; "
+        f"the fewest steps to f − f* < {TOLERANCE:g} (within {limit} steps). The "
+        "closed form (Polyak): η* = 4/(√L + √μ)² = "
+        f"{OPTIMAL_RATE:.4f}, β* = ((√κ − 1)/(√κ + 1))² = {OPTIMAL_BETA:.4f}, "
+        f"contraction (√κ − 1)/(√κ + 1) = {OPTIMAL_CONTRACTION:.4f} per step."
+    )
+    summary.table(
+        ["β", "best η", "steps to 1e-6", "predicted steps", "best contraction"],
+        [
+            [
+                r["beta"],
+                r["learning_rate"],
+                _steps_text(r["steps"], limit),
+                r["predicted_steps"],
+                r["contraction"],
+            ]
+            for r in rows
+        ],
+    )
+    text = (
+        f"Measured: the fewest steps, {best['steps']}, at β = {best['beta']:g} "
+        f"(η = {best['learning_rate']:.4g}); the closed form's β* = {OPTIMAL_BETA:.3f} "
+        f"and η* = {OPTIMAL_RATE:.4f}."
+    )
+    if at_09 is not None:
+        text += (
+            f" At the usual β = 0.9 the best η needs "
+            f"{_steps_text(at_09['steps'], limit)} steps"
+            + (
+                f", {at_09['steps'] / best['steps']:.1f}× as many."
+                if at_09["steps"]
+                else "."
+            )
+            + " Too much momentum makes the slow direction oscillate (its roots are "
+            f"complex with modulus √β, {math.sqrt(0.9):.3f} at β = 0.9), too little "
+            "leaves the stiff one limiting η."
+        )
+    summary.text(text)
+
+
+def write_rotation(summary, chosen: dict, limit: int) -> None:
+    summary.text(
+        "## The same quadratic, rotated by 45°\n\n"
+        "Steps to f − f* < 1e-6 at each rule's best η of its grid, from the same start "
+        "turned with the function (so f₀ is the same)."
+    )
+    summary.table(
+        ["rule", "quadratic (axis-aligned)", "rotated by 45°"],
+        rotation_rows(chosen, limit),
+    )
+    aligned = {r: chosen[r, "quadratic"]["steps"] for r in ROTATION_RULES}
+    rotated = {r: chosen[r, "rotated quadratic"]["steps"] for r in ROTATION_RULES}
+    gd = rotated["GradientDescent"]
+    slower = [
+        r
+        for r in ("Adagrad", "RMSprop", "Adam")
+        if gd is not None and (rotated[r] is None or rotated[r] > gd)
+    ]
+    invariant = [r for r in ("GradientDescent", "Momentum") if aligned[r] == rotated[r]]
+    summary.text(
+        f"Same steps on both quadratics: {', '.join(invariant) or 'none'} (gradient "
+        "descent and momentum are rotation-invariant). The per-coordinate rules' "
+        "counts change with the rotation: on the axis-aligned quadratic Adagrad needs "
+        f"{_steps_text(aligned['Adagrad'], limit)} steps against gradient descent's "
+        f"{_steps_text(aligned['GradientDescent'], limit)}; rotated, "
+        f"{_steps_text(rotated['Adagrad'], limit)}. Slower than gradient descent on "
+        f"the rotated quadratic: {', '.join(slower) or 'none'}. A per-coordinate scale "
+        "can undo the curvature only when the curvature's axes are the coordinates."
+    )
+
+
 def _less(rows: dict, key: str) -> bool:
     return rows["NesterovMomentum"][key] < rows["Momentum"][key]
 
@@ -458,9 +733,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
             for (rule, rate) in runs
             if rule == "NesterovMomentum"
         }
+        sweep = momentum_sweep(
+            settings["betas"], settings["sweep_rates"], settings["sweep_steps"]
+        )
         plot_paths(chosen, staging, f"{steps} steps of each rule at its best η")
         plot_convergence(chosen, staging, steps)
         plot_overshoot(overshoots, staging)
+        plot_momentum_and_rotation(sweep, chosen, staging, steps)
 
         summary.text(
             f"Each rule ran {steps} steps from the same start at every η of its grid "
@@ -486,6 +765,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             ],
         )
         summary.figure("02_convergence.png", "f − f* against the step")
+        write_momentum_sweep(summary, sweep, settings["sweep_rates"])
+        write_rotation(summary, chosen, steps)
+        summary.figure("02_momentum_beta.png", "steps against β; aligned and rotated")
         summary.text(
             "## Momentum's overshoot against Nesterov's correction\n\n"
             f"The quadratic from (−4, 1), η = {OVERSHOOT_LEARNING_RATE} for both; "
@@ -518,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         worst_a = max(v[1] for v in nesterov.values())
         summary.text(
             "## The notes' look-ahead Nesterov and the implemented one\n\n"
-            f"Over {len(nesterov)} learning rates × 4 functions × {steps} steps "
+            f"Over {len(nesterov)} learning rates × {len(FUNCTIONS)} functions × {steps} steps "
             f"(where the run stayed bounded, |θ| < {BOUNDED:g}), the package's "
             "weights φ_t against the notes' look-ahead point θ_t − ηβa_t "
             "(computed in NumPy from a_{t+1} = βa_t + ∇L(θ_t − ηβa_t), θ_{t+1} = "
@@ -533,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "overshoots": overshoots,
         "nesterov": nesterov,
         "steps": steps,
+        "sweep": sweep,
     }
 
 

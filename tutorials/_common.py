@@ -51,6 +51,39 @@ DEFAULT_OUT = "./optnotes-report/tutorials"
 _dpi = 110  # of the PNGs `save` writes; `parse_options` lowers it for --quick
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Sends file descriptor 2 to /dev/null for the duration (Python's and C's writes).
+
+    TensorFlow's C++ runtime writes to the descriptor itself, so redirecting
+    `sys.stderr` would not silence it.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 ("expected a positive integer, received ...")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, received {text!r}"
+        )
+    return value
+
+
 def import_backend_quietly() -> None:
     """Imports Keras (and TensorFlow) with file descriptor 2 silenced.
 
@@ -59,9 +92,7 @@ def import_backend_quietly() -> None:
     argument error must stay one line, as the commands' do.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from keras_optnotes.cli import _native_stderr_silenced
-
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         import keras
 
         if keras.backend.backend() == "tensorflow":
@@ -106,11 +137,6 @@ def parse_options(
     Raises:
         SystemExit: with status 2 after one line on stderr, for a bad option.
     """
-    from keras_optnotes.cli import _native_stderr_silenced
-
-    with _native_stderr_silenced():  # in case the package pulls TensorFlow in
-        from keras_optnotes.commands._common import positive_int
-
     prog = f"python tutorials/{Path(script).name}"
     parser = _OneLineParser(
         prog=prog,
