@@ -193,7 +193,9 @@ def new_figure(**kwargs: Any):
     """A matplotlib `Figure` that is not registered with pyplot.
 
     It is drawn by the file-only Agg canvas, so it works without a display, changes no
-    global backend and is freed when dropped. Save it with `figure.savefig(path)`.
+    global backend and is freed when dropped. Save it with `figure.savefig(path)`; a
+    notebook shows it inline when a cell returns it (it answers IPython's
+    `_repr_png_`, with or without pyplot's inline backend).
 
     Args:
         **kwargs: passed to `matplotlib.figure.Figure` (`figsize=`, `layout=`, ...).
@@ -205,12 +207,14 @@ def new_figure(**kwargs: Any):
         ImportError: matplotlib is not installed; the message names the extra.
     """
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401
     except ImportError as error:
         raise ImportError(
             'matplotlib is not installed: pip install "keras-optnotes[plot]"'
         ) from error
-    return Figure(**kwargs)
+    from keras_optnotes._notebook_figure import NotebookFigure
+
+    return NotebookFigure(**kwargs)
 
 
 def write_report(

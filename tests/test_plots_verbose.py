@@ -69,6 +69,18 @@ def test_plot_loss_lines_returns_the_figure_and_writes_nothing(
     assert os.listdir(empty_cwd) == []
 
 
+def test_a_returned_figure_shows_inline_in_a_notebook_without_pyplot(
+    matplotlib_figure,
+):
+    # IPython displays an object through its `_repr_png_` when no formatter for its
+    # type is registered (pyplot's inline backend registers one for Figure).
+    figure = plot_loss_lines(LossLine(np.array([0.0, 1.0]), np.array([3.0, 5.0])))
+    png = figure._repr_png_()
+    assert png[:8] == PNG_MAGIC
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (600, 400)  # 6 × 4 inches at 100 dpi
+
+
 def test_plot_loss_lines_single_line_with_a_zero_loss_is_linear(matplotlib_figure):
     line = LossLine(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 4.0]))
     figure = plot_loss_lines(line, title="one line")
