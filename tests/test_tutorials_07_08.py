@@ -241,10 +241,30 @@ def test_batch_order_covers_every_sample_once_per_epoch():
 
 def test_normalization_variants_ran(normalization):
     module, _, result, _ = normalization
+    settings = module.SETTINGS[True]
+    keys = {(kind, b) for kind in module.KINDS for b in settings["batch_sizes"]}
     for seed in result["variants"]:
-        assert set(seed) == {
-            (kind, b)
-            for kind in module.KINDS
-            for b in module.SETTINGS[True]["batch_sizes"]
-        }
-        assert all(0.0 <= v <= 1.0 for v in seed.values())
+        for budget in ("epochs", "steps"):
+            assert set(seed[budget]) == keys
+            assert all(0.0 <= v <= 1.0 for v in seed[budget].values())
+        # Equal steps: the largest batch's whole budget, so its two numbers coincide.
+        largest = max(settings["batch_sizes"])
+        assert seed["equal_steps"] == (
+            settings["variant_samples"] // largest * settings["variant_epochs"]
+        )
+        for kind in module.KINDS:
+            assert seed["steps"][kind, largest] == seed["epochs"][kind, largest]
+
+
+def test_interval_cells_and_paired_differences_are_students_t():
+    from scipy import stats
+
+    module = load("08_normalization")
+    a, b = [0.91, 0.95, 0.93], [0.88, 0.90, 0.92]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(a), scale=stats.sem(a))
+    assert str(module.estimate(a)) == f"{np.mean(a):.4g} [{low:.3g}, {high:.3g}]"
+    d = np.subtract(a, b)
+    low, high = stats.t.interval(0.95, 2, loc=d.mean(), scale=stats.sem(d))
+    text = module.difference(module.estimate(a), module.estimate(b))
+    assert text.startswith(f"{d.mean():+.3g} [{low:+.3g}, {high:+.3g}]")
+    assert text.endswith(", significant" if low > 0 or high < 0 else "not significant")
