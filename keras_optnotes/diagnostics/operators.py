@@ -37,6 +37,7 @@ from keras_optnotes.diagnostics._backend import (
     check_backend,
     check_jit_compile,
 )
+from keras_optnotes.diagnostics._backend.common import restored_variables
 from keras_optnotes.diagnostics._data import Batches
 
 
@@ -108,12 +109,11 @@ def loss_function(model: keras.Model, loss: Any) -> Callable:
 
 @contextlib.contextmanager
 def preserved_weights(model: keras.Model) -> Iterator[None]:
-    """Restore every weight of `model` (trainable or not) exactly on exit."""
-    saved = [np.array(w, copy=True) for w in model.get_weights()]
-    try:
+    """Restore every variable of `model` exactly on exit: its weights, trainable or
+    not (batch normalization's moving statistics) and the dropout layers' seeds,
+    which training-mode steps inside (`lr_range_test`) advance."""
+    with restored_variables(model.variables):
         yield
-    finally:
-        model.set_weights(saved)
 
 
 _CACHE_ATTRIBUTE = "_keras_optnotes_traced_functions"

@@ -42,6 +42,38 @@ class BatchFunctionsBase:
 
     def eager_loss(self, x, y, sample_weight):
         """One plain call of model and loss, outside any trace: it builds whatever
-        the compiled loss builds lazily (its trackers)."""
-        y_pred = self.model(x, training=self.training)
-        return self.loss_function(x, y, sample_weight, y_pred, self.training)
+        the compiled loss builds lazily (its trackers).
+
+        Not in a `StatelessScope` (which cannot create variables), so every variable
+        of the model is put back afterwards: in training mode the call moves
+        batch normalization's moving statistics and the dropout seed.
+        """
+        with restored_variables(self.model.variables):
+            y_pred = self.model(x, training=self.training)
+            return self.loss_function(x, y, sample_weight, y_pred, self.training)
+
+    def state_scope(self, mapping=()):
+        """The scope of every forward pass of the diagnostics: a Keras
+        `StatelessScope`, so that what the model assigns (batch normalization's
+        moving statistics and the dropout seed in training mode, the loss trackers)
+        is collected there and dropped, never written to the model. `mapping` gives
+        values to variables; `add_loss` terms are collected, as in Keras' trainers.
+        A consequence: in training mode every call draws the same dropout mask, so
+        the loss stays one function of the weights."""
+        return keras.StatelessScope(state_mapping=list(mapping), collect_losses=True)
+
+
+class restored_variables:
+    """Puts every variable of `variables` back to its value on entry, on exit."""
+
+    def __init__(self, variables):
+        self.variables = list(variables)
+
+    def __enter__(self):
+        self.values = [
+            np.array(keras.ops.convert_to_numpy(v), copy=True) for v in self.variables
+        ]
+
+    def __exit__(self, *exc_info):
+        for variable, value in zip(self.variables, self.values):
+            variable.assign(value)

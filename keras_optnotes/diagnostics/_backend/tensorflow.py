@@ -109,10 +109,10 @@ class BatchFunctions(BatchFunctionsBase):
     # --- traced bodies -----------------------------------------------------------
 
     def _batch_loss(self, x, y, sample_weight):
-        y_pred = self.model(x, training=self.training)
-        return tf.cast(
-            self.loss_function(x, y, sample_weight, y_pred, self.training), self.dtype
-        )
+        with self.state_scope():
+            y_pred = self.model(x, training=self.training)
+            loss = self.loss_function(x, y, sample_weight, y_pred, self.training)
+        return tf.cast(loss, self.dtype)
 
     def _split(self, vector):
         pieces = tf.split(vector, self.sizes)
@@ -125,9 +125,15 @@ class BatchFunctions(BatchFunctionsBase):
         return tf.concat([tf.cast(tf.reshape(t, [-1]), self.dtype) for t in tensors], 0)
 
     def _gradients(self, tape, loss):
-        return tape.gradient(
+        gradients = tape.gradient(
             loss, self._watched, unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
+        # An `Embedding`'s gradient is a `tf.IndexedSlices`, which neither the
+        # forward accumulator nor a second tape can carry: made dense here.
+        return [
+            tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+            for g in gradients
+        ]
 
     def _batch_loss_and_gradient(self, x, y, sample_weight):
         with tf.GradientTape() as tape:

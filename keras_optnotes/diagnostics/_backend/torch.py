@@ -12,9 +12,9 @@ product of the gradient with v (H is symmetric, so vᵀH = (Hv)ᵀ). Nothing is 
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from keras_optnotes.diagnostics._backend.common import BatchFunctionsBase
 
@@ -36,9 +36,10 @@ class BatchFunctions(BatchFunctionsBase):
     def _parameters(self):
         return [v.value for v in self.variables]
 
-    def _batch_loss(self, x, y, sample_weight):
-        y_pred = self.model(x, training=self.training)
-        value = self.loss_function(x, y, sample_weight, y_pred, self.training)
+    def _batch_loss(self, x, y, sample_weight, mapping=()):
+        with self.state_scope(mapping):
+            y_pred = self.model(x, training=self.training)
+            value = self.loss_function(x, y, sample_weight, y_pred, self.training)
         return torch.as_tensor(value).to(getattr(torch, self.dtype))
 
     def _gradients(self, outputs, parameters, **kwargs):
@@ -75,19 +76,23 @@ class BatchFunctions(BatchFunctionsBase):
         tangents = [
             p.reshape(s).to(q.dtype) for p, s, q in zip(pieces, self.shapes, parameters)
         ]
-        if self.hvp_method == FORWARD_OVER_REVERSE:
-            try:
-                return self._hvp_forward(x, y, sample_weight, parameters, tangents)
-            except (RuntimeError, NotImplementedError, TypeError, ValueError):
-                # An op without torch.func support: double back-propagation from now.
-                self.hvp_method = DOUBLE_BACKWARD
-        return self._hvp_double_backward(x, y, sample_weight, parameters, tangents)
+        # Scaled-dot-product attention's fused CPU/GPU kernels (flash, memory
+        # efficient) have no second derivative: the product runs through the plain
+        # ("math") kernel; the user's own calls of the model are left as they are.
+        with sdpa_kernel(SDPBackend.MATH):
+            if self.hvp_method == FORWARD_OVER_REVERSE:
+                try:
+                    return self._hvp_forward(x, y, sample_weight, parameters, tangents)
+                except (RuntimeError, NotImplementedError, TypeError, ValueError):
+                    # An op without torch.func support: double back-propagation.
+                    self.hvp_method = DOUBLE_BACKWARD
+            return self._hvp_double_backward(x, y, sample_weight, parameters, tangents)
 
     def _hvp_forward(self, x, y, sample_weight, parameters, tangents):
         def loss(values):
-            mapping = list(zip(self.variables, values))
-            with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
-                return self._batch_loss(x, y, sample_weight)
+            return self._batch_loss(
+                x, y, sample_weight, mapping=zip(self.variables, values)
+            )
 
         primals = [p.detach() for p in parameters]
         _, products = torch.func.jvp(torch.func.grad(loss), (primals,), (tangents,))
