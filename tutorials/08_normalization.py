@@ -98,7 +98,6 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import _common
@@ -118,6 +117,8 @@ from keras_optnotes.experiments.protocol import (  # noqa: E402
     mean_interval,
     paired_difference,
 )
+
+estimate, difference = _common.estimate, _common.difference
 from keras_optnotes.layers import normalization  # noqa: E402
 from keras_optnotes.report import new_figure  # noqa: E402
 
@@ -744,41 +745,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "rows": rows,
         "verdicts": verdicts,
     }
-
-
-@dataclasses.dataclass(frozen=True)
-class Estimate:
-    """Per-seed values, their mean and its 95 % t-interval; printed "m [lo, hi]"."""
-
-    values: tuple[float, ...]
-
-    @property
-    def interval(self):
-        return mean_interval(self.values)
-
-    @property
-    def mean(self) -> float:
-        return self.interval.mean
-
-    def __str__(self) -> str:
-        i = self.interval
-        if i.count < 2:
-            return f"{i.mean:.4g}"
-        return f"{i.mean:.4g} [{i.low:.3g}, {i.high:.3g}]"
-
-
-def estimate(values) -> Estimate:
-    return Estimate(tuple(float(v) for v in np.ravel(values)))
-
-
-def difference(a: Estimate, b: Estimate) -> str:
-    """The paired (by seed) difference a − b: "d [lo, hi]", and whether it is
-    significant at 95 %."""
-    if len(a.values) < 2:
-        return f"{a.mean - b.mean:+.3g} (one seed: no interval)"
-    d = paired_difference(a.values, b.values)
-    mark = "significant" if d.significant else "not significant"
-    return f"{d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}], {mark}"
 
 
 def summary_rows(moving, landscapes, variants, settings) -> dict:

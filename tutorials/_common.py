@@ -283,6 +283,58 @@ class Spread:
         return f"{self.mean:.4g} ± {self.std:.2g}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Per-seed values, their mean and its 95 % Student-t interval; printed
+    "m [lo, hi]" (`keras_optnotes.experiments.protocol.mean_interval`)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def interval(self):
+        from keras_optnotes.experiments.protocol import mean_interval
+
+        return mean_interval(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    def __str__(self) -> str:
+        i = self.interval
+        if i.count < 2:
+            return f"{i.mean:.4g}"
+        return f"{i.mean:.4g} [{i.low:.3g}, {i.high:.3g}]"
+
+
+def estimate(values) -> Estimate:
+    """`Estimate` of `values`, one per seed."""
+    return Estimate(tuple(float(v) for v in np.ravel(values)))
+
+
+def difference(a: Estimate, b: Estimate) -> str:
+    """The difference a − b paired by seed, "d [lo, hi], significant" (95 %
+    t-interval of the per-seed differences; significant when it excludes 0)."""
+    from keras_optnotes.experiments.protocol import paired_difference
+
+    if len(a.values) < 2:
+        return f"{a.mean - b.mean:+.3g} (one seed: no interval)"
+    d = paired_difference(a.values, b.values)
+    mark = "significant" if d.significant else "not significant"
+    return f"{d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}], {mark}"
+
+
+def significant_difference(a: Estimate, b: Estimate) -> int:
+    """+1 if a − b is significantly above 0 at 95 % (paired by seed), −1 if below,
+    0 otherwise (or with one seed)."""
+    from keras_optnotes.experiments.protocol import paired_difference
+
+    if len(a.values) < 2:
+        return 0
+    d = paired_difference(a.values, b.values)
+    return 1 if d.low > 0 else -1 if d.high < 0 else 0
+
+
 def spread(values: Sequence[float]) -> Spread:
     """`Spread` of `values` (one per seed); `nan`s count as they are."""
     values = np.asarray(values, dtype=np.float64).ravel()
