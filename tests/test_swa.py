@@ -168,7 +168,12 @@ def test_training_that_ends_before_start_epoch_warns_and_keeps_weights():
 
 def test_config():
     swa = StochasticWeightAveraging(3, frequency=2, batch_size=8)
-    assert swa.get_config() == {"start_epoch": 3, "frequency": 2, "batch_size": 8}
+    assert swa.get_config() == {
+        "start_epoch": 3,
+        "frequency": 2,
+        "batch_size": 8,
+        "bn_statistics": "exact",
+    }
     restored = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(swa)
     )

@@ -60,6 +60,56 @@ class _Moments:
         return self.m2 / self.count
 
 
+class _BatchAverage:
+    """The average over batches of per-batch means and unbiased per-batch variances
+    per channel, in float64: what PyTorch's `swa_utils.update_bn` leaves in
+    `running_mean` and `running_var` (a cumulative moving average, momentum=None,
+    of the statistics BN's forward pass records)."""
+
+    def __init__(self, layer_name):
+        self.layer_name = layer_name
+        self.means, self.variances = [], []
+
+    def add(self, x, axis):
+        x = np.asarray(x, dtype=np.float64)
+        axis = axis % x.ndim
+        x = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        if x.shape[0] < 2:
+            raise ValueError(
+                "recompute_batch_normalization_statistics(statistics="
+                f"'batch_average'): a batch gives BatchNormalization layer "
+                f"'{self.layer_name}' {x.shape[0]} value per channel; the unbiased "
+                "variance needs at least 2 (use a larger batch_size, or "
+                "statistics='exact')."
+            )
+        self.means.append(x.mean(axis=0))
+        self.variances.append(x.var(axis=0, ddof=1))
+
+    @property
+    def count(self):
+        return len(self.means)
+
+    @property
+    def mean(self):
+        return np.mean(self.means, axis=0)
+
+    @property
+    def variance(self):
+        return np.mean(self.variances, axis=0)
+
+
+BN_STATISTICS = ("exact", "batch_average")
+
+
+def _check_statistics(name, value):
+    if value not in BN_STATISTICS:
+        raise ValueError(
+            f"Argument `{name}` must be one of {BN_STATISTICS}. Received: "
+            f"{name}={value!r}"
+        )
+    return value
+
+
 def _batch_normalization_layers(model):
     return [
         layer
@@ -68,19 +118,32 @@ def _batch_normalization_layers(model):
     ]
 
 
-def recompute_batch_normalization_statistics(model, data, batch_size=32):
-    """Sets every trainable `BatchNormalization` layer's moving statistics to the exact
+def recompute_batch_normalization_statistics(
+    model, data, batch_size=32, statistics="exact"
+):
+    """Sets every trainable `BatchNormalization` layer's moving statistics to the
     statistics of its input over one pass of `data` through `model` in training mode.
 
     Symbols: x the input of one BN layer over the whole pass (N elements per channel,
-    all batches and all positions BN reduces over), μ its moving mean, σ² its moving
-    variance.
+    all batches and all positions BN reduces over), x_b its part in batch b (n_b
+    elements per channel, B batches), μ its moving mean, σ² its moving variance.
+    `statistics="exact"` (the default):
 
         μ  ← (1/N) Σ x
         σ² ← (1/N) Σ (x − μ)²
 
-    This is the full-data mean and the biased (population) variance, the convention of
-    the batch variance that Keras' BN layer itself computes and stores. The statistics
+    the full-data mean and the biased (population) variance, the convention of the
+    batch variance that Keras' BN layer itself computes and stores.
+    `statistics="batch_average"`, PyTorch's `torch.optim.swa_utils.update_bn` and
+    Izmailov et al.'s code (BN with momentum=None, a cumulative average of the
+    per-batch statistics BN records, whose variance is the unbiased one):
+
+        μ  ← (1/B) Σ_b mean(x_b)
+        σ² ← (1/B) Σ_b (1/(n_b − 1)) Σ (x_b − mean(x_b))²
+
+    The two differ by the spread of the batch means (missing from the second) and
+    by the factor n_b/(n_b − 1): for small batches by several percent in σ²
+    (docs/notes/real-architectures.md has a measured example); neither is wrong. The statistics
     are reset before the pass and then set directly, not through the layer's momentum:
     Keras' BN momentum is the reverse of PyTorch's (moving ← momentum·moving +
     (1 − momentum)·batch), and no momentum gives an exact mean anyway. With batches of
@@ -97,14 +160,20 @@ def recompute_batch_normalization_statistics(model, data, batch_size=32):
             `batch_size`; or any other iterable of batches (a `tf.data.Dataset`, a
             generator), each `x` or `(x, y, ...)`. A generator is consumed.
         batch_size: the batch size for array `data`. Defaults to 32.
+        statistics: `"exact"` or `"batch_average"` (see above). Defaults to
+            `"exact"`.
 
     Returns:
         The number of BN layers updated.
     """
+    _check_statistics("statistics", statistics)
     layers = _batch_normalization_layers(model)
     if not layers:
         return 0
-    moments = {id(layer): _Moments() for layer in layers}
+    moments = {
+        id(layer): _Moments() if statistics == "exact" else _BatchAverage(layer.name)
+        for layer in layers
+    }
     for layer in layers:
         shape, dtype = layer.moving_mean.shape, layer.moving_mean.dtype
         layer.moving_mean.assign(ops.zeros(shape, dtype=dtype))
@@ -153,8 +222,9 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     `batch_norm_data` is given, every trainable `BatchNormalization` layer's moving
     mean and variance are then reset and recomputed over one pass of that data in
     training mode with the averaged weights (see
-    `recompute_batch_normalization_statistics`: the exact full-data mean and biased
-    variance); without it they are those of the last epoch, which belong to other
+    `recompute_batch_normalization_statistics`: by default the exact full-data mean
+    and biased variance; `bn_statistics="batch_average"` gives PyTorch's
+    `swa_utils.update_bn` instead); without it they are those of the last epoch, which belong to other
     weights. Non-trainable weights other than BN statistics are left as they are.
     The average is kept in the weights' own dtype through `keras.ops`, so it stays on
     the device and the callback runs on every backend.
@@ -176,6 +246,9 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             an iterable of batches `x` or `(x, y, ...)` such as a `tf.data.Dataset`.
             Defaults to None.
         batch_size: the batch size for array `batch_norm_data`. Defaults to 32.
+        bn_statistics: `"exact"` (the full-data mean and biased variance) or
+            `"batch_average"` (the average of per-batch means and of unbiased
+            per-batch variances, as PyTorch's `update_bn`). Defaults to `"exact"`.
 
     Example:
         >>> swa = StochasticWeightAveraging(start_epoch=15, batch_norm_data=x_train)
@@ -189,8 +262,16 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     are left as trained and a warning says so.
     """
 
-    def __init__(self, start_epoch, frequency=1, batch_norm_data=None, batch_size=32):
+    def __init__(
+        self,
+        start_epoch,
+        frequency=1,
+        batch_norm_data=None,
+        batch_size=32,
+        bn_statistics="exact",
+    ):
         super().__init__()
+        self.bn_statistics = _check_statistics("bn_statistics", bn_statistics)
         self.start_epoch = check_integer("start_epoch", start_epoch, 0)
         self.frequency = check_integer("frequency", frequency, 1)
         self.batch_norm_data = batch_norm_data
@@ -245,7 +326,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             variable.assign(value)
         if self.batch_norm_data is not None:
             recompute_batch_normalization_statistics(
-                self.model, self.batch_norm_data, self.batch_size
+                self.model, self.batch_norm_data, self.batch_size, self.bn_statistics
             )
 
     def get_config(self):
@@ -254,6 +335,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             "start_epoch": self.start_epoch,
             "frequency": self.frequency,
             "batch_size": self.batch_size,
+            "bn_statistics": self.bn_statistics,
         }
 
     @classmethod
