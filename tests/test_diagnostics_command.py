@@ -1,17 +1,22 @@
 """`keras-optnotes sharpness`: a quick run end to end, and its one-line usage errors.
 
 The file runs under each backend (KERAS_BACKEND=tensorflow, jax, torch), so the quick
-run is the command's end-to-end test on each, with every run (SAM, ASAM, LARS, SWA and
-Lookahead included). The experiment's own checks are in test_experiments_sharpness.py."""
+run is the command's end-to-end test on each (small, large, SAM with m-sharpness and
+LookSAM; the other remedies' trainers are built by the same code). Its JSON is checked
+against `scipy.stats.t` on the per-seed values it reports. The experiment's own checks
+are in test_experiments_sharpness.py."""
 
 import csv
+import json
 import math
 
 import keras
+import numpy as np
 import pytest
+from scipy import stats
 
 from keras_optnotes.cli import main
-from keras_optnotes.experiments.sharpness import RUNS, TABLE_COLUMNS
+from keras_optnotes.commands.sharpness import available_runs
 
 
 def read_csv(path):
@@ -19,21 +24,33 @@ def read_csv(path):
         return list(csv.DictReader(file))
 
 
+def _t_interval(values):
+    values = np.asarray(values, dtype=np.float64)
+    return stats.t.interval(
+        0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values)
+    )
+
+
 @pytest.mark.slow
 def test_quick_run_writes_consistent_report(tmp_path, capsys):
     out = tmp_path / "report"
+    runs = ["small", "large", "sam"]
+    if "looksam" in available_runs():
+        runs.append("looksam")
     status = main(
         [
             "sharpness",
             "--quick",
-            "--epochs",
-            "1",
+            "--seeds",
+            "2",
+            "--runs",
+            ",".join(runs),
+            "--sam-rhos",
+            "0.05",
             "--measure-samples",
             "32",
-            "--trace-samples",
-            "2",
-            "--large-epochs",
-            "2",
+            "--verbose",
+            "0",
             # XLA's compilation costs more than it saves on CPU for TensorFlow; JAX
             # without jit runs op by op; on PyTorch --jit changes nothing.
             "--no-jit" if keras.backend.backend() == "tensorflow" else "--jit",
@@ -45,40 +62,69 @@ def test_quick_run_writes_consistent_report(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == [
         "interpolation.csv",
         "interpolation.png",
-        "remedies.png",
         "sharpness.csv",
+        "sharpness.json",
         "sharpness.md",
+        "sharpness.png",
+        "sharpness_differences.png",
+        "sharpness_per_seed.csv",
     ]
-    rows = read_csv(out / "sharpness.csv")
-    assert [r["solution"] for r in rows] == list(RUNS)
-    numeric = [c for c in TABLE_COLUMNS if c not in ("solution", "setting")]
-    numeric.remove("λ_max converged")
-    for row in rows:
-        assert all(math.isfinite(float(row[c])) for c in numeric), row
-        assert float(row["λ_max"]) > 0.0
-        assert float(row["Keskar sharpness"]) >= 0.0
-        assert float(row["loss gap (val - train)"]) == pytest.approx(
-            float(row["val loss"]) - float(row["train loss"]), abs=1e-3
-        )
-    # The stopping rule: every remedy trains as many epochs as the large run.
-    large_epochs = rows[1]["epochs"]
-    assert [r["epochs"] for r in rows[2:]] == [large_epochs] * 5
-    assert [int(r["batch size"]) for r in rows] == [16] + [512] * 6
-    line = read_csv(out / "interpolation.csv")
+    data = json.loads((out / "sharpness.json").read_text(encoding="utf-8"))
+    split = data["protocol"]["split"]
+    # 256 samples: the loader holds out 51 (the test split), the protocol 41 of the
+    # remaining 205 for validation.
+    assert split == {"train": 164, "validation": 41, "test": 51}
+    assert data["protocol"]["seeds"] == [0, 1]
+    assert data["protocol"]["budget"]["kind"] == "epochs"
+    assert list(data["runs"]) == runs
+    for run in data["runs"].values():
+        accuracy = run["per_seed"]["test_accuracy"]
+        assert len(accuracy) == 2
+        # An accuracy on 51 test samples is a count over 51.
+        assert all(abs(a * 51 - round(a * 51)) < 1e-9 for a in accuracy)
+        if np.std(accuracy) > 0:
+            assert run["test_accuracy"]["ci95"] == pytest.approx(
+                _t_interval(accuracy), rel=1e-9
+            )
+        large = data["runs"]["large"]["per_seed"]["test_loss"]
+        loss = run["per_seed"]["test_loss"]
+        difference = np.subtract(loss, large)
+        if np.std(difference) > 0:
+            assert run["difference_vs_large"]["test_loss"]["ci95"] == pytest.approx(
+                _t_interval(difference), rel=1e-9
+            )
+        assert run["config"]["learning_rate"] in run["learning_rate_grid"]
+        search = run["search"]
+        if search["seeds"]:  # tuned: the grid value of the best mean validation score
+            means = np.mean(search["validation_scores"], axis=1)
+            assert search["chosen"] == search["candidates"][int(np.argmax(means))]
+            assert search["chosen"]["learning_rate"] == run["config"]["learning_rate"]
+        assert all(v > 0 for v in run["per_seed"]["lambda_max"])
+        assert all(math.isfinite(v) for v in run["per_seed"]["keskar_sharpness"])
+    sam = data["runs"]["sam"]
+    assert sam["config"]["batch_size"] == 512
+    assert sam["config"]["num_batch_splits"] == 16
+    if "looksam" in runs:
+        looksam = data["runs"]["looksam"]
+        assert looksam["config"]["learning_rate"] == sam["config"]["learning_rate"]
+        assert looksam["config"]["rho"] == sam["config"]["rho"]
+        assert "test_accuracy" in looksam["difference_vs_sam"]
+    # α = 0 of the line is seed 0's small-batch solution, α = 1 the large one: the
+    # line's ends (loss_along_line) equal the per-seed training losses (the
+    # protocol's own float64 cross-entropy) on the same samples.
+    line = {round(float(r["alpha"]), 6): r for r in read_csv(out / "interpolation.csv")}
     assert len(line) == 31
-    by_alpha = {round(float(r["alpha"]), 6): r for r in line}
-    # α = 0 is the small-batch model, α = 1 the large-batch one: the line's ends
-    # must equal `model.evaluate` on the same samples, computed independently.
-    assert float(by_alpha[0.0]["train_loss"]) == pytest.approx(
-        float(rows[0]["train loss"]), rel=1e-4
+    small_train = data["runs"]["small"]["per_seed"]["train_loss"][0]
+    large_train = data["runs"]["large"]["per_seed"]["train_loss"][0]
+    assert float(line[0.0]["train_loss"]) == pytest.approx(small_train, rel=1e-4)
+    assert float(line[1.0]["train_loss"]) == pytest.approx(large_train, rel=1e-4)
+    assert float(line[1.0]["test_loss"]) == pytest.approx(
+        data["runs"]["large"]["per_seed"]["test_loss"][0], rel=1e-4
     )
-    assert float(by_alpha[1.0]["train_loss"]) == pytest.approx(
-        float(rows[1]["train loss"]), rel=1e-4
-    )
-    assert float(by_alpha[1.0]["val_loss"]) == pytest.approx(
-        float(rows[1]["val loss"]), rel=1e-4
-    )
-    assert "Keskar sharpness" in capsys.readouterr().out
+    per_seed = read_csv(out / "sharpness_per_seed.csv")
+    assert len(per_seed) == 2 * len(runs)
+    printed = capsys.readouterr().out
+    assert "Significant at 95 %" in printed and "Not significant" in printed
 
 
 @pytest.mark.parametrize(
@@ -88,9 +134,12 @@ def test_quick_run_writes_consistent_report(tmp_path, capsys):
         (["--epsilon", "0"], "--epsilon"),
         (["--trace-samples", "1"], "--trace-samples"),
         (["--dataset", "imagenet"], "--dataset"),
-        (["--seed", "-1"], "--seed"),
+        (["--seeds", "1"], "--seeds"),
+        (["--slice-size", "64"], "--slice-size"),
+        (["--budget", "minutes"], "--budget"),
         (["--runs", "small,adamw"], "--runs 'small,adamw': unknown run 'adamw'"),
         (["--runs", ","], "--runs"),
+        (["--runs", "small,sam"], "must include large"),
     ],
 )
 def test_bad_input_is_one_line_with_status_2(arguments, message, capsys, tmp_path):
@@ -98,8 +147,9 @@ def test_bad_input_is_one_line_with_status_2(arguments, message, capsys, tmp_pat
     error = capsys.readouterr().err
     assert status == 2
     assert error.count("\n") == 1 and message in error
-    if arguments[0] == "--runs":
-        assert "accepted: all, or a comma-separated list of " + ", ".join(RUNS) in error
+    if arguments[:2] == ["--runs", "small,adamw"]:
+        accepted = ", ".join(available_runs())
+        assert "accepted: all, or a comma-separated list of " + accepted in error
 
 
 def test_unwritable_output_folder(tmp_path, capsys):

@@ -1,51 +1,66 @@
-"""`keras-optnotes sharpness`: small-batch against large-batch minima, and the remedies.
+"""`keras-optnotes sharpness`: small- against large-batch minima, and the remedies,
+each tuned, over seeds.
 
-The experiment is `keras_optnotes.experiments.sharpness.compare_batch_sizes` (its
-docstring describes the runs, their stopping rule and the measurements). This command
-parses the options, runs it, prints the table and writes into `--out`:
-`sharpness.md` (the table), `sharpness.csv` (the same numbers), `remedies.png` (the
-generalization gap and λ_max of every run) and, when both `small` and `large` ran,
-`interpolation.csv` and `interpolation.png` (the loss on the line between them,
-Keskar's Figure 3).
+The experiment is `keras_optnotes.experiments.sharpness.run_sharpness_study` on the
+protocol of `keras_optnotes.experiments.protocol` (three disjoint splits, every
+run's learning rate chosen on validation over tuning seeds, fresh report seeds,
+95 % t-intervals, differences paired by seed). This command parses the options,
+runs it, prints the table and writes into `--out`:
+
+- `sharpness.json`: the protocol and, per run, its config, its grid and validation
+  scores, its per-seed measurements, their means with 95 % intervals and the paired
+  differences against the large batch (and against SAM for its cheaper modes);
+- `sharpness.md` and `sharpness.csv`: the summary table; `sharpness_per_seed.csv`:
+  every seed's measurements;
+- `sharpness.png`: test accuracy with its interval beside λ_max, the Hessian's trace
+  and Keskar's sharpness; `sharpness_differences.png`: the paired differences;
+- when both `small` and `large` ran, `interpolation.csv` and `interpolation.png`
+  (the loss on the line between the first seed's two solutions, Keskar's Figure 3).
 
 Python use, without the command line:
 
     from keras_optnotes import data
-    from keras_optnotes.experiments.sharpness import compare_batch_sizes
+    from keras_optnotes.experiments.sharpness import run_sharpness_study
 
-    result = compare_batch_sizes(data.load("digits"), runs=("small", "large", "sam"))
-    print(result.get("sam").lambda_max, result.get("large").loss_gap)
+    study = run_sharpness_study(data.load("digits"), seeds=8, verbose=1)
+    print(study.difference("sam", "test_accuracy").format(100))
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from keras_optnotes._usage import PROG, UsageError
+from keras_optnotes.cli import PROG, UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,
-    add_seed_argument,
     checked_number,
     positive_float,
     positive_int,
 )
 from keras_optnotes.data import DatasetUnavailableError
 from keras_optnotes.experiments.sharpness import (
-    DEFAULT_EPOCHS,
+    CHEAP_SAM_RUNS,
+    DEFAULT_BUDGET,
     DEFAULT_EPSILON,
     DEFAULT_LARGE_BATCH,
-    DEFAULT_LEARNING_RATE,
     DEFAULT_MEASURE_SAMPLES,
+    DEFAULT_SEEDS,
+    DEFAULT_SLICE_SIZE,
     DEFAULT_SMALL_BATCH,
     DEFAULT_TRACE_SAMPLES,
-    INTERPOLATION_COLUMNS,
+    DEFAULT_TUNING_SEEDS,
+    PER_SEED_COLUMNS,
     RUNS,
-    TABLE_COLUMNS,
-    BatchSizeComparison,
-    compare_batch_sizes,
+    SAM_RHOS,
+    STUDY_COLUMNS,
+    STUDY_RUNS,
+    SharpnessStudy,
+    run_sharpness_study,
+    sam_supports_interval,
 )
 from keras_optnotes.report import (
     markdown_table,
@@ -58,34 +73,65 @@ from keras_optnotes.report import (
 NAME = "sharpness"
 HELP = (
     "Train one network with a small and a large batch, and with the large batch under "
-    "SAM, ASAM, LARS, SWA and Lookahead; compare the minima: generalization gap, "
-    "Hessian λ_max and trace, Keskar sharpness, the loss between small and large."
+    "SAM (m-sharpness), ASAM, LARS, SWA and Lookahead, each tuned on validation, over "
+    "seeds; report test accuracy with 95%% intervals, paired differences and the "
+    "sharpness of each minimum."
 )
 
 DEFAULT_OUT = "optnotes-report"
 QUICK_MAX_SAMPLES = 256
-QUICK_EPOCHS = 2
-QUICK_MEASURE_SAMPLES = 128
-QUICK_TRACE_SAMPLES = 4
+QUICK_BUDGET = ("epochs", 2)
+QUICK_TUNING_SEEDS = 1
+QUICK_MEASURE_SAMPLES = 64
+QUICK_TRACE_SAMPLES = 2
+INTERPOLATION_COLUMNS = ("alpha", "train_loss", "test_loss")
+
+
+def available_runs() -> tuple[str, ...]:
+    """`STUDY_RUNS`, or `RUNS` when this package's SAM has no `interval`."""
+    return STUDY_RUNS if sam_supports_interval() else RUNS
 
 
 def parse_runs(text: str | None) -> tuple[str, ...]:
-    """The runs named by `--runs` ("all" or a comma-separated list of `RUNS`)."""
+    """The runs named by `--runs` ("all" or a comma-separated list)."""
+    accepted = available_runs()
     if text is None or text.strip().lower() == "all":
-        return RUNS
+        return accepted
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in RUNS]
+    unknown = [name for name in names if name not in accepted]
     if unknown or not names:
         raise UsageError(
             f"--runs {text!r}: "
             + (f"unknown run {unknown[0]!r}" if unknown else "no run named")
-            + f"; accepted: all, or a comma-separated list of {', '.join(RUNS)}"
+            + f"; accepted: all, or a comma-separated list of {', '.join(accepted)}"
         )
-    return tuple(name for name in RUNS if name in names)
+    if "large" not in names:
+        raise UsageError(
+            f"--runs {text!r}: must include large (the baseline of the differences)"
+        )
+    if any(name in CHEAP_SAM_RUNS for name in names) and "sam" not in names:
+        raise UsageError(
+            f"--runs {text!r}: sam_interval and looksam take SAM's chosen setting; "
+            "add sam"
+        )
+    return tuple(name for name in accepted if name in names)
 
 
-def _trace_samples(text: str) -> int:
-    return checked_number(text, int, lambda v: v >= 2, "an integer >= 2")
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        return checked_number(
+            text, int, lambda v: v >= minimum, f"an integer >= {minimum}"
+        )
+
+    return parse
+
+
+def _slice_size(text: str) -> int:
+    return checked_number(text, int, lambda v: 1 <= v <= 32, "an integer in [1, 32]")
+
+
+def _rhos(text: str) -> tuple[float, ...]:
+    return tuple(positive_float(part) for part in text.split(",") if part.strip())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +141,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--runs",
         default=None,
         metavar="all|NAME,...",
-        help="'all' (default) or a comma-separated list of " + ", ".join(RUNS),
+        help="'all' (default) or a comma-separated list of " + ", ".join(STUDY_RUNS),
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_at_least(2),
+        default=None,
+        metavar="N",
+        help=f"report seeds 0..N-1 (default: {DEFAULT_SEEDS}; --quick: 3)",
+    )
+    parser.add_argument(
+        "--tuning-seeds",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="seeds of the learning-rate search, 1000..999+N (default: "
+        f"{DEFAULT_TUNING_SEEDS}; --quick: {QUICK_TUNING_SEEDS})",
+    )
+    parser.add_argument(
+        "--budget",
+        choices=("epochs", "steps"),
+        default=None,
+        help="equal epochs for every run (fewer steps for the large batch) or equal "
+        f"optimizer steps (default: {DEFAULT_BUDGET[0]})",
+    )
+    parser.add_argument(
+        "--length",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"epochs or steps of the budget (default: {DEFAULT_BUDGET[1]} epochs, or "
+        f"1000 steps; --quick: {QUICK_BUDGET[1]} epochs)",
     )
     parser.add_argument(
         "--small-batch",
@@ -112,29 +188,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the large batch size (default: {DEFAULT_LARGE_BATCH})",
     )
     parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help=f"epochs of the small-batch run (default: {DEFAULT_EPOCHS}; --quick: "
-        f"{QUICK_EPOCHS})",
+        "--slice-size",
+        type=_slice_size,
+        default=DEFAULT_SLICE_SIZE,
+        metavar="M",
+        help="samples per m-sharpness slice of SAM and ASAM, at most 32 (default: "
+        f"{DEFAULT_SLICE_SIZE})",
     )
     parser.add_argument(
-        "--large-epochs",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="at most this many epochs of the large-batch run, which stops once its "
-        "training loss reaches the small-batch one (default: 10 x --epochs); the "
-        "remedies train as many epochs as it did",
+        "--grid-size",
+        type=_at_least(3),
+        default=3,
+        metavar="K",
+        help="learning rates per grid, log-spaced by sqrt(10) (default: 3)",
     )
     parser.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        default=DEFAULT_LEARNING_RATE,
-        metavar="η",
-        help="Adam's learning rate, and LARS' before the linear scaling (default: "
-        f"{DEFAULT_LEARNING_RATE})",
+        "--sam-rhos",
+        type=_rhos,
+        default=SAM_RHOS,
+        metavar="ρ,...",
+        help="SAM's rho grid (default: " + ",".join(f"{r:g}" for r in SAM_RHOS) + ")",
     )
     parser.add_argument(
         "--epsilon",
@@ -144,24 +217,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"box size of Keskar's sharpness (default: {DEFAULT_EPSILON})",
     )
     parser.add_argument(
-        "--subspace-dim",
-        type=positive_int,
-        default=None,
-        metavar="P",
-        help="measure Keskar's sharpness in a random P-dimensional subspace "
-        "(default: the full space)",
+        "--keskar",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure Keskar's sharpness (an L-BFGS-B maximization per solution; "
+        "default: --keskar)",
     )
     parser.add_argument(
         "--measure-samples",
         type=positive_int,
         default=None,
         metavar="N",
-        help="training samples the measurements use (default: "
+        help="training samples the curvature measurements use (default: "
         f"{DEFAULT_MEASURE_SAMPLES}; --quick: {QUICK_MEASURE_SAMPLES})",
     )
     parser.add_argument(
         "--trace-samples",
-        type=_trace_samples,
+        type=_at_least(2),
         default=None,
         metavar="M",
         help="Rademacher vectors for the Hessian trace (default: "
@@ -174,26 +246,110 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="XLA-compile the train step and the optimizer, and on a GPU or TPU the "
         "Hessian-vector products (default: --jit)",
     )
-    add_seed_argument(parser, "the weights, the split, the batch order and the draws")
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="1: one line per training run (default); 0: only the report",
+    )
     add_output_arguments(
         parser,
         DEFAULT_OUT,
-        f"{QUICK_MAX_SAMPLES} training samples, {QUICK_EPOCHS} epochs, "
-        "fewer measurement samples",
+        f"{QUICK_MAX_SAMPLES} samples, {QUICK_BUDGET[1]} epochs, 3 seeds, "
+        f"{QUICK_TUNING_SEEDS} tuning seed, fewer measurement samples",
     )
 
 
-def plot_interpolation(result: BatchSizeComparison, path: Path, title: str) -> None:
-    """The loss along (1 − α) θ_small + α θ_large on training and validation data."""
+def _runs_in_order(study: SharpnessStudy) -> list[str]:
+    return list(study.runs)
+
+
+def plot_summary(study: SharpnessStudy, path: Path, title: str) -> None:
+    """Test accuracy with its 95 % interval beside λ_max, the trace and Keskar's
+    sharpness (each a mean over seeds with its interval), one point per run."""
+    figure = new_figure(figsize=(13, 4.2), layout="constrained")
+    metrics = [
+        ("test_accuracy", "test accuracy (%)", 100.0),
+        ("lambda_max", "Hessian λ_max", 1.0),
+        ("hessian_trace", "Hessian trace", 1.0),
+    ]
+    if study.settings.keskar:
+        metrics.append(("keskar_sharpness", "Keskar sharpness (%)", 1.0))
+    axes_row = figure.subplots(1, len(metrics))
+    names = _runs_in_order(study)
+    for axes, (metric, label, scale) in zip(axes_row, metrics):
+        for position, name in enumerate(names):
+            interval = study.interval(name, metric)
+            if interval is None:
+                continue
+            color = "tab:blue" if name == "small" else "tab:orange"
+            values = [v * scale for v in study.protocol.get(name).per_seed[metric]]
+            axes.scatter([position] * len(values), values, s=8, color=color, alpha=0.35)
+            low, high = interval.low, interval.high
+            error = (
+                None
+                if low != low
+                else [[(interval.mean - low) * scale], [(high - interval.mean) * scale]]
+            )
+            axes.errorbar(
+                position, interval.mean * scale, yerr=error, fmt="o", color=color,
+                capsize=4,
+            )  # fmt: skip
+        axes.set_xticks(range(len(names)), names, rotation=40, ha="right")
+        axes.set_title(label)
+        axes.grid(True, axis="y", alpha=0.3)
+    axes_row[0].set_ylabel("mean over seeds, 95 % t-interval (dots: seeds)")
+    figure.suptitle(title)
+    figure.savefig(path, dpi=110)
+
+
+def plot_differences(study: SharpnessStudy, path: Path, title: str) -> None:
+    """Each run's test accuracy and loss minus the large batch's, paired by seed
+    (cheaper SAM modes: minus SAM's), mean and 95 % interval."""
+    figure = new_figure(figsize=(11, 4.2), layout="constrained")
+    axes_row = figure.subplots(1, 2)
+    names = [name for name in _runs_in_order(study) if name != "large"]
+    for axes, (metric, label, scale) in zip(
+        axes_row,
+        [("test_accuracy", "Δ test accuracy (points)", 100.0),
+         ("test_loss", "Δ test loss", 1.0)],
+    ):  # fmt: skip
+        labels = []
+        for position, name in enumerate(names):
+            baseline = study.baseline_of(name)
+            labels.append(f"{name} − {baseline}")
+            interval = study.difference(name, metric, baseline)
+            if interval is None:
+                continue
+            color = "tab:green" if interval.significant else "tab:gray"
+            axes.errorbar(
+                position,
+                interval.mean * scale,
+                yerr=[[(interval.mean - interval.low) * scale],
+                      [(interval.high - interval.mean) * scale]],
+                fmt="o", color=color, capsize=4,
+            )  # fmt: skip
+        axes.axhline(0.0, color="black", linewidth=0.8)
+        axes.set_xticks(range(len(names)), labels, rotation=40, ha="right")
+        axes.set_title(label)
+        axes.grid(True, axis="y", alpha=0.3)
+    axes_row[0].set_ylabel("paired by seed: mean, 95 % t-interval")
+    figure.suptitle(title + " (green: interval excludes 0)")
+    figure.savefig(path, dpi=110)
+
+
+def plot_interpolation(study: SharpnessStudy, path: Path, title: str) -> None:
+    """The loss along (1 − α) θ_small + α θ_large on training and test data."""
     import numpy as np
 
     from keras_optnotes.diagnostics import LossLine, plot_loss_lines
 
-    alphas = np.asarray(result.alphas)
+    alphas = np.asarray(study.alphas)
     plot_loss_lines(
         {
-            "training subset": LossLine(alphas, np.asarray(result.train_line)),
-            "validation": LossLine(alphas, np.asarray(result.val_line)),
+            "training subset": LossLine(alphas, np.asarray(study.train_line)),
+            "test": LossLine(alphas, np.asarray(study.test_line)),
         },
         path,
         xlabel="α  (0: small-batch solution, 1: large-batch solution)",
@@ -201,31 +357,37 @@ def plot_interpolation(result: BatchSizeComparison, path: Path, title: str) -> N
     )
 
 
-def plot_remedies(result: BatchSizeComparison, path: Path, title: str) -> None:
-    """Bars of each run's generalization gap and λ_max, saved to `path`."""
-    figure = new_figure(figsize=(10, 4.2), layout="constrained")
-    gap_axes, lambda_axes = figure.subplots(1, 2)
-    names = [run.name for run in result.runs]
-    positions = range(len(names))
-    colors = [
-        "tab:blue" if run.batch_size == result.small_batch else "tab:orange"
-        for run in result.runs
+def summary_text(study: SharpnessStudy, dataset: str) -> str:
+    """The paragraph above the table: data, protocol, budget, verdicts."""
+    result = study.protocol
+    sizes = result.split_sizes
+    lines = [
+        f"{dataset}: {sizes['train']} training, {sizes['validation']} validation, "
+        f"{sizes['test']} test samples (the test split is used only for this "
+        f"report). Budget: {result.budget.describe()}. Each run's learning rate "
+        f"(SAM's rho too) chosen by mean validation accuracy over tuning seeds "
+        f"{list(result.seeds.tuning)}; reported on seeds {list(result.seeds.report)}: "
+        "mean and 95 % t-interval; Δ: paired by seed, against large (cheaper SAM "
+        f"modes: against sam). Wall-clock time: {study.seconds:.0f} s.",
+        "",
+        "Significant at 95 % (the paired interval of Δ test accuracy excludes 0): "
+        + _verdicts(study, significant=True),
+        "Not significant: " + _verdicts(study, significant=False),
     ]
-    for axes, values, what in (
-        (gap_axes, [run.loss_gap for run in result.runs], "validation - training loss"),
-        (lambda_axes, [run.lambda_max for run in result.runs], "Hessian λ_max"),
-    ):
-        axes.bar(positions, values, color=colors)
-        axes.set_xticks(list(positions), names, rotation=30)
-        axes.set_ylabel(what)
-        axes.set_title(what)
-        axes.grid(True, axis="y", alpha=0.3)
-    gap_axes.set_xlabel(
-        f"run (blue: batch {result.small_batch}, orange: batch {result.large_batch})"
-    )
-    lambda_axes.set_xlabel("run")
-    figure.suptitle(title)
-    figure.savefig(path, dpi=110)
+    return "\n".join(lines)
+
+
+def _verdicts(study: SharpnessStudy, significant: bool) -> str:
+    parts = []
+    for name in study.runs:
+        if name == "large":
+            continue
+        baseline = study.baseline_of(name)
+        interval = study.difference(name, "test_accuracy", baseline)
+        if interval is None or interval.significant != significant:
+            continue
+        parts.append(f"{name} − {baseline} {interval.format(100)} points")
+    return "; ".join(parts) or "none"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -236,78 +398,114 @@ def run(args: argparse.Namespace) -> int:
             f"--large-batch {args.large_batch}: must be larger than --small-batch "
             f"({args.small_batch})"
         )
-    epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS)
+    if args.length is not None and args.budget is None:
+        args.budget = DEFAULT_BUDGET[0]
+    if args.budget is None:
+        budget = QUICK_BUDGET if args.quick else DEFAULT_BUDGET
+    else:
+        default_length = (
+            QUICK_BUDGET[1] if args.quick else {"epochs": DEFAULT_BUDGET[1]}.get(
+                args.budget, 1000
+            )
+        )  # fmt: skip
+        budget = (args.budget, args.length or default_length)
+    seeds = args.seeds or (3 if args.quick else DEFAULT_SEEDS)
+    tuning_seeds = args.tuning_seeds or (
+        QUICK_TUNING_SEEDS if args.quick else DEFAULT_TUNING_SEEDS
+    )
     measure_samples = args.measure_samples or (
         QUICK_MEASURE_SAMPLES if args.quick else DEFAULT_MEASURE_SAMPLES
     )
     trace_samples = args.trace_samples or (
         QUICK_TRACE_SAMPLES if args.quick else DEFAULT_TRACE_SAMPLES
     )
+    if not args.sam_rhos:
+        raise UsageError("--sam-rhos: expected a comma-separated list of numbers > 0")
     from keras_optnotes import data
 
     with output_folder(args.out) as staging:
         try:
             split = data.load(
-                args.dataset,
-                seed=args.seed,
-                max_samples=QUICK_MAX_SAMPLES if args.quick else None,
+                args.dataset, max_samples=QUICK_MAX_SAMPLES if args.quick else None
             )
         except (ImportError, DatasetUnavailableError) as error:
             raise UsageError(f"--dataset {args.dataset}: {error}") from error
-        result = compare_batch_sizes(
+        study = run_sharpness_study(
             split,
             runs=runs,
+            seeds=seeds,
+            tuning_seeds=tuning_seeds,
+            budget=budget,
             small_batch=args.small_batch,
             large_batch=args.large_batch,
-            epochs=epochs,
-            large_epochs=args.large_epochs,
-            learning_rate=args.learning_rate,
-            epsilon=args.epsilon,
-            subspace_dim=args.subspace_dim,
+            slice_size=args.slice_size,
+            grid_size=args.grid_size,
+            sam_rhos=args.sam_rhos,
             measure_samples=measure_samples,
             trace_samples=trace_samples,
-            seed=args.seed,
+            keskar=args.keskar,
+            epsilon=args.epsilon,
             jit_compile=args.jit,
-            progress=lambda line: print(line, flush=True),
+            verbose=args.verbose,
         )
-        title = (
-            f"{split.name}: {len(split.x_train)} training samples, "
-            f"η={args.learning_rate:g}, seed {args.seed}"
-        )
-        where = (
-            "full space"
-            if args.subspace_dim is None
-            else f"{args.subspace_dim}-dim random subspace"
-        )
-        table = markdown_table(TABLE_COLUMNS, result.table_rows())
-        summary = (
-            f"{title}. Measured on the first {result.measure_samples} training "
-            f"samples with training=False. Keskar sharpness: ε={args.epsilon:g}, "
-            f"{where}, L-BFGS-B (10 iterations), in percent. λ_max by power "
-            f"iteration; trace by Hutchinson ({trace_samples} Rademacher vectors). "
-            "The remedies train with the large batch for as many epochs as the "
-            "large run took to reach the small batch's training loss."
-        )
-        (staging / "sharpness.md").write_text(
-            f"# {PROG} {NAME}\n\n{summary}\n\n{table}", encoding="utf-8"
-        )
-        write_csv(staging / "sharpness.csv", TABLE_COLUMNS, result.table_rows())
-        written = ["sharpness.md", "sharpness.csv"]
-        plots = [("remedies.png", plot_remedies)]
-        if result.alphas:
-            write_csv(
-                staging / "interpolation.csv",
-                INTERPOLATION_COLUMNS,
-                result.interpolation_rows(),
-            )
-            written.append("interpolation.csv")
-            plots.insert(0, ("interpolation.png", plot_interpolation))
-        for name, plot in plots:
-            try:
-                plot(result, staging / name, title)
-                written.append(name)
-            except ImportError as error:
-                print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
-                break
-    print_report(args.out, summary, table, written)
+        written = write_study(study, staging, split.name)
+    summary = summary_text(study, split.name)
+    print_report(args.out, summary, markdown_table(STUDY_COLUMNS, study.table_rows()),
+                 written)  # fmt: skip
     return 0
+
+
+def write_study(study: SharpnessStudy, folder: Path, dataset: str) -> list[str]:
+    """Writes the JSON, tables and figures of `study` into `folder`."""
+    summary = summary_text(study, dataset)
+    table = markdown_table(STUDY_COLUMNS, study.table_rows())
+    per_seed = study.per_seed_rows()
+    (folder / "sharpness.json").write_text(
+        json.dumps(_json_ready(study.to_dict()), indent=1, allow_nan=False),
+        encoding="utf-8",
+    )
+    (folder / "sharpness.md").write_text(
+        f"# {PROG} {NAME}\n\n{summary}\n\n{table}\n\n## Per seed\n\n"
+        + markdown_table(PER_SEED_COLUMNS, per_seed),
+        encoding="utf-8",
+    )
+    write_csv(folder / "sharpness.csv", STUDY_COLUMNS, study.table_rows())
+    write_csv(folder / "sharpness_per_seed.csv", PER_SEED_COLUMNS, per_seed)
+    written = ["sharpness.json", "sharpness.md", "sharpness.csv",
+               "sharpness_per_seed.csv"]  # fmt: skip
+    title = (
+        f"{dataset}: {study.protocol.budget.describe()}, "
+        f"{len(study.protocol.seeds.report)} seeds"
+    )
+    plots = [
+        ("sharpness.png", plot_summary),
+        ("sharpness_differences.png", plot_differences),
+    ]
+    if study.alphas:
+        write_csv(
+            folder / "interpolation.csv",
+            INTERPOLATION_COLUMNS,
+            list(zip(study.alphas, study.train_line, study.test_line)),
+        )
+        written.append("interpolation.csv")
+        plots.append(("interpolation.png", plot_interpolation))
+    for name, plot in plots:
+        try:
+            plot(study, folder / name, title)
+            written.append(name)
+        except ImportError as error:
+            print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
+            break
+    return written
+
+
+def _json_ready(value):
+    """`value` with NaN and infinities as `None` (JSON has neither), tuples and
+    mappings as lists and dicts."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if hasattr(value, "items"):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value

@@ -651,7 +651,7 @@ class GridSearch:
     @property
     def mean_scores(self) -> tuple[float, ...]:
         """The mean score of each candidate over the tuning seeds."""
-        return tuple(float(np.mean(row)) for row in self.scores)
+        return tuple(float(np.mean(row)) if row else math.nan for row in self.scores)
 
     @property
     def best(self) -> Mapping[str, Any]:
@@ -748,14 +748,21 @@ class Arm:
         name: the method's name in the report.
         config: its fixed hyper-parameters (batch size, ρ, …), reported beside the
             chosen ones.
-        candidates: the grid, each a mapping merged over `config` for training.
+        candidates: the grid, each a mapping of the tuned hyper-parameters; or a
+            function of the results of the arms run before it (a mapping from name
+            to `ArmResult`) that returns the grid, for a method that takes another
+            one's chosen setting. A grid of one candidate is not tuned: it trains on
+            the report seeds only.
         train: `train(setting, seed, development)` returns a trained model; it sees
             the training and validation splits only.
     """
 
     name: str
     config: Mapping[str, Any]
-    candidates: tuple[Mapping[str, Any], ...]
+    candidates: (
+        tuple[Mapping[str, Any], ...]
+        | Callable[[Mapping[str, ArmResult]], Sequence[Mapping[str, Any]]]
+    )
     train: Callable[[Mapping[str, Any], int, DevelopmentSplit], Any]
 
 
@@ -928,22 +935,29 @@ def run_protocol(
             "Argument `arms` must have unique names that include `baseline`. "
             f"Received: arms named {names}, baseline={baseline!r}"
         )
-    results = []
+    results: list[ArmResult] = []
     for index, arm in enumerate(arms, start=1):
 
         def say(line: str, arm=arm, index=index) -> None:
             if progress is not None:
                 progress(f"[{index}/{len(arms)}] {arm.name}: {line}")
 
-        search = choose_on_validation(
-            lambda setting, seed, dev, arm=arm: score(
-                arm.train(setting, seed, dev), dev
-            ),
-            arm.candidates,
-            seeds.tuning,
-            split.development,
-            progress=say,
-        )
+        candidates = arm.candidates
+        if callable(candidates):
+            candidates = candidates(MappingProxyType({r.name: r for r in results}))
+        candidates = tuple(MappingProxyType(dict(c)) for c in candidates)
+        if len(candidates) == 1:  # nothing to choose: no tuning runs
+            search = GridSearch(candidates, (), ((),), 0)
+        else:
+            search = choose_on_validation(
+                lambda setting, seed, dev, arm=arm: score(
+                    arm.train(setting, seed, dev), dev
+                ),
+                candidates,
+                seeds.tuning,
+                split.development,
+                progress=say,
+            )
         per_seed: dict[str, list[float]] = {}
         for seed in seeds.report:
             say(f"report {_describe(search.best)} seed {seed}")

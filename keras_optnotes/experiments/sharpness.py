@@ -522,3 +522,730 @@ def _remedy(
         )
         return model, lookahead, []
     raise AssertionError(name)  # check_runs let an unknown name through
+
+
+# ======================================================================================
+# The same question on the evidence protocol (`keras_optnotes.experiments.protocol`):
+# every run tuned on validation, reported on fresh seeds on a held-out test split.
+
+CHEAP_SAM_RUNS = ("sam_interval", "looksam")
+STUDY_RUNS = (*RUNS, *CHEAP_SAM_RUNS)
+DEFAULT_SEEDS = 8
+DEFAULT_TUNING_SEEDS = 2
+DEFAULT_BUDGET = ("epochs", 60)
+DEFAULT_SLICE_SIZE = 32
+DEFAULT_GRID_SIZE = 3
+# Adam's grid is centred on 1e-3 at batch 32, moved to each batch size by the
+# square-root rule (Malladi et al. 2022 for adaptive methods); LARS' on 3 (You et al.
+# use global rates of order 1-30 with trust coefficient 0.001).
+ADAM_BASE_LEARNING_RATE = 1e-3
+ADAM_BASE_BATCH = 32
+LARS_LEARNING_RATE = 3.0
+LARS_WEIGHT_DECAY = 5e-4  # You et al. 2017's AlexNet-BN setting
+SAM_RHOS = (0.05, 0.1)
+SAM_INTERVAL = 5
+LOOKSAM_ALPHA = 0.7  # Liu et al. 2022's α
+STUDY_METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "validation_accuracy",
+    "train_loss",
+    "train_accuracy",
+    "loss_gap",
+    "lambda_max",
+    "hessian_trace",
+    "keskar_sharpness",
+)
+STUDY_COLUMNS = (
+    "run",
+    "batch size",
+    "learning rate",
+    "setting",
+    "test accuracy % [95% CI]",
+    "Δ test accuracy vs large, points [95% CI]",
+    "test loss [95% CI]",
+    "Δ test loss vs large [95% CI]",
+    "λ_max [95% CI]",
+    "Hessian trace [95% CI]",
+    "Keskar sharpness % [95% CI]",
+    "grid edge",
+)
+PER_SEED_COLUMNS = ("run", "seed", *STUDY_METRICS)
+
+
+def sam_supports_interval() -> bool:
+    """Whether `SharpnessAwareMinimization` takes `interval` and `looksam_alpha`
+    (the cheaper SAM modes `sam_interval` and `looksam` need them)."""
+    import inspect
+
+    from keras_optnotes.training import SharpnessAwareMinimization
+
+    parameters = inspect.signature(SharpnessAwareMinimization.__init__).parameters
+    return "interval" in parameters and "looksam_alpha" in parameters
+
+
+def check_study_runs(runs: Sequence[str]) -> tuple[str, ...]:
+    """The names of `STUDY_RUNS` that `runs` lists, in the order of `STUDY_RUNS`.
+
+    `sam_interval` and `looksam` take SAM's chosen setting, so they need `sam`.
+
+    Raises:
+        ValueError: `runs` is empty, names an unknown run, names a cheaper SAM mode
+            without `sam`, or leaves out `large` (the baseline of the differences).
+    """
+    if isinstance(runs, str) or not isinstance(runs, Sequence) or not runs:
+        raise ValueError(
+            "Argument `runs` must be a non-empty sequence of run names; accepted: "
+            f"{', '.join(STUDY_RUNS)}. Received: runs={runs!r}"
+        )
+    for name in runs:
+        if name not in STUDY_RUNS:
+            raise ValueError(
+                f"Argument `runs` names an unknown run {name!r}; accepted: "
+                f"{', '.join(STUDY_RUNS)}. Received: runs={runs!r}"
+            )
+    if "large" not in runs:
+        raise ValueError(
+            "Argument `runs` must include 'large', the baseline of the paired "
+            f"differences. Received: runs={runs!r}"
+        )
+    if any(name in CHEAP_SAM_RUNS for name in runs) and "sam" not in runs:
+        raise ValueError(
+            "Argument `runs` names sam_interval or looksam, which take SAM's chosen "
+            f"setting, without 'sam'. Received: runs={runs!r}"
+        )
+    return tuple(name for name in STUDY_RUNS if name in runs)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What every run of `run_sharpness_study` shares.
+
+    Attributes:
+        small_batch: batch size of `small`.
+        large_batch: batch size of every other run.
+        slice_size: samples per m-sharpness slice of SAM and ASAM (≤ 32).
+        budget: the `protocol.Budget` of every run.
+        grid_size: learning rates per grid (log-spaced by √10).
+        sam_rhos: the ρ grid of SAM (crossed with its learning rates).
+        measure_samples: training samples the curvature measurements use.
+        trace_samples: Rademacher vectors of the trace.
+        keskar: whether to measure Keskar's ε-sharpness (L-BFGS-B per solution).
+        epsilon: the box size of Keskar's sharpness.
+        jit_compile: XLA for the train step and the optimizers.
+    """
+
+    small_batch: int = DEFAULT_SMALL_BATCH
+    large_batch: int = DEFAULT_LARGE_BATCH
+    slice_size: int = DEFAULT_SLICE_SIZE
+    budget: Any = None
+    grid_size: int = DEFAULT_GRID_SIZE
+    sam_rhos: tuple[float, ...] = SAM_RHOS
+    measure_samples: int = DEFAULT_MEASURE_SAMPLES
+    trace_samples: int = DEFAULT_TRACE_SAMPLES
+    keskar: bool = True
+    epsilon: float = DEFAULT_EPSILON
+    jit_compile: bool = True
+
+    def batch_size(self, name: str) -> int:
+        return self.small_batch if name == "small" else self.large_batch
+
+    @property
+    def num_batch_splits(self) -> int:
+        """m-sharpness' number of slices: ⌈large batch / slice size⌉."""
+        return math.ceil(self.large_batch / self.slice_size)
+
+    def learning_rate_grid(self, name: str) -> tuple[float, ...]:
+        """The run's learning-rate grid, in its own convention."""
+        from keras_optnotes.experiments.protocol import log_grid
+
+        if name == "lars":
+            return log_grid(LARS_LEARNING_RATE, self.grid_size)
+        centre = ADAM_BASE_LEARNING_RATE * math.sqrt(
+            self.batch_size(name) / ADAM_BASE_BATCH
+        )
+        return log_grid(centre, self.grid_size)
+
+    def fixed(self, name: str) -> dict:
+        """Every hyper-parameter of run `name` but the tuned ones."""
+        config = {"batch_size": self.batch_size(name)}
+        if name in (
+            "small",
+            "large",
+            "swa",
+            "lookahead",
+            "sam",
+            "asam",
+            *CHEAP_SAM_RUNS,
+        ):
+            config["optimizer"] = "Adam"
+        if name in ("sam", "asam", *CHEAP_SAM_RUNS):
+            config.update(
+                num_batch_splits=self.num_batch_splits,
+                slice_size=math.ceil(self.large_batch / self.num_batch_splits),
+                adaptive=name == "asam",
+            )
+        if name == "asam":
+            config.update(rho=ASAM_RHO, eta=ASAM_ETA)
+        if name == "sam_interval":
+            config.update(interval=SAM_INTERVAL)
+        if name == "looksam":
+            config.update(interval=SAM_INTERVAL, looksam_alpha=LOOKSAM_ALPHA)
+        if name == "lars":
+            config.update(
+                optimizer="LARS",
+                momentum=LARS_MOMENTUM,
+                trust_coefficient=LARS_TRUST_COEFFICIENT,
+                weight_decay=LARS_WEIGHT_DECAY,
+                warmup_epochs=LARS_WARMUP_EPOCHS,
+                schedule="linear warm-up, then cosine decay to 0",
+            )
+        if name == "swa":
+            config.update(swa_start_fraction=SWA_START_FRACTION, swa_frequency=1)
+        if name == "lookahead":
+            config.update(
+                sync_period=LOOKAHEAD_SYNC_PERIOD,
+                slow_step_size=LOOKAHEAD_SLOW_STEP_SIZE,
+            )
+        return config
+
+    def candidates(self, name: str) -> tuple[dict, ...]:
+        """The grid of run `name` (cheaper SAM modes: none; they take SAM's choice)."""
+        rates = self.learning_rate_grid(name)
+        if name == "sam":
+            return tuple(
+                {"learning_rate": lr, "rho": rho}
+                for rho in self.sam_rhos
+                for lr in rates
+            )
+        return tuple({"learning_rate": lr} for lr in rates)
+
+
+def _study_trainer(name: str, config: Mapping[str, Any], model, settings, steps):
+    """The model to fit, its optimizer and callbacks for run `name` with `config`
+    (fixed and tuned hyper-parameters merged), training for `steps` steps."""
+    import keras
+
+    from keras_optnotes import callbacks, optimizers
+    from keras_optnotes.training import SharpnessAwareMinimization
+
+    jit = settings.jit_compile
+    if name == "lars":
+        steps_per_epoch = steps / max(1, config.get("epochs", 1))
+        warmup = max(1, min(int(LARS_WARMUP_EPOCHS * steps_per_epoch), steps // 2))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps=max(1, steps - warmup),
+            warmup_target=config["learning_rate"],
+            warmup_steps=warmup,
+        )
+        lars = optimizers.LARS(
+            schedule,
+            momentum=config["momentum"],
+            weight_decay=config["weight_decay"],
+            trust_coefficient=config["trust_coefficient"],
+            jit_compile=jit,
+        )
+        return model, lars, []
+    adam = optimizers.Adam(learning_rate=config["learning_rate"], jit_compile=jit)
+    if name in ("sam", "asam", *CHEAP_SAM_RUNS):
+        extra = {}
+        if "interval" in config:
+            extra["interval"] = config["interval"]
+        if "looksam_alpha" in config:
+            extra["looksam_alpha"] = config["looksam_alpha"]
+        sam = SharpnessAwareMinimization(
+            model,
+            rho=config["rho"],
+            adaptive=config["adaptive"],
+            eta=config.get("eta", ASAM_ETA),
+            num_batch_splits=config["num_batch_splits"],
+            **extra,
+        )
+        return sam, adam, []
+    if name == "swa":
+        epochs = config.get("epochs", 1)
+        swa = callbacks.StochasticWeightAveraging(
+            start_epoch=min(epochs - 1, int(SWA_START_FRACTION * epochs))
+        )
+        return model, adam, [swa]
+    if name == "lookahead":
+        lookahead = optimizers.Lookahead(
+            adam,
+            sync_period=config["sync_period"],
+            slow_step_size=config["slow_step_size"],
+        )
+        return model, lookahead, []
+    return model, adam, []
+
+
+def train_solution(
+    name: str,
+    config: Mapping[str, Any],
+    seed: int,
+    development,
+    settings: StudySettings,
+):
+    """Step 1 of a study run: trains run `name` with `config` from
+    `build_classifier(..., seed=seed)` for the budget; returns the trained model
+    (compiled with the loss, for the measurements). Sees no test data."""
+    import keras
+
+    from keras_optnotes.experiments import protocol
+    from keras_optnotes.models import build_classifier
+
+    batch = settings.batch_size(name)
+    samples = len(development.x_train)
+    steps = settings.budget.steps(batch, samples)
+    epochs = settings.budget.epochs(batch, samples)
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(
+        development.input_shape, development.num_classes, seed=seed
+    )
+    trainer, optimizer, extra = _study_trainer(
+        name, {**config, "epochs": epochs}, model, settings, steps
+    )
+    jit = settings.jit_compile and keras.backend.backend() != "torch"
+    trainer.compile(
+        optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit
+    )
+    protocol.fit_for_budget(
+        trainer,
+        development,
+        batch_size=batch,
+        budget=settings.budget,
+        seed=seed,
+        callbacks=extra,
+    )
+    if trainer is not model:  # SAM's wrapper: the inner model is measured
+        model.compile(loss="sparse_categorical_crossentropy", jit_compile=jit)
+    return model
+
+
+def measure_solution(model, split, seed: int, settings: StudySettings) -> dict:
+    """Step 2: a trained solution's test and validation scores and its sharpness.
+
+    Test loss and accuracy on the test split; training loss and accuracy, the
+    Hessian's λ_max (power iteration, 20 iterations), its trace (Hutchinson) and,
+    with `settings.keskar`, Keskar's ε-sharpness, all on the first
+    `measure_samples` training samples with `training=False`.
+    """
+    from keras_optnotes import diagnostics
+    from keras_optnotes.experiments.protocol import classification_scores
+
+    development = split.development
+    subset = (
+        development.x_train[: settings.measure_samples],
+        development.y_train[: settings.measure_samples],
+    )
+    train = classification_scores(model, *subset)
+    validation = classification_scores(model, development.x_val, development.y_val)
+    test = classification_scores(model, split.x_test, split.y_test)
+    jit = None if settings.jit_compile else False
+    measured = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "validation_accuracy": validation["accuracy"],
+        "train_loss": train["loss"],
+        "train_accuracy": train["accuracy"],
+        "loss_gap": test["loss"] - train["loss"],
+    }
+    if not math.isfinite(train["loss"]):  # a diverged run has no curvature to measure
+        nan = float("nan")
+        return {**measured, "lambda_max": nan, "hessian_trace": nan,
+                "keskar_sharpness": nan}  # fmt: skip
+    eigen = diagnostics.hessian_top_eigenvalues(
+        model, subset, max_iterations=20, seed=seed, jit_compile=jit, verbose=0
+    )
+    trace = diagnostics.hessian_trace(
+        model, subset, samples=settings.trace_samples, seed=seed, jit_compile=jit,
+        verbose=0,
+    )  # fmt: skip
+    measured["lambda_max"] = float(eigen.top)
+    measured["hessian_trace"] = float(trace.trace)
+    if settings.keskar:
+        keskar = diagnostics.keskar_sharpness(
+            model, subset, epsilon=settings.epsilon, seed=seed, verbose=0
+        )
+        measured["keskar_sharpness"] = float(keskar.sharpness)
+    return measured
+
+
+def _finite_interval(values: Sequence[float], baseline: Sequence[float] | None = None):
+    """The t-interval of the finite per-seed values (or paired differences), or
+    `None` when fewer than one is finite."""
+    from keras_optnotes.experiments.protocol import mean_interval
+
+    values = list(values)
+    if baseline is not None:
+        values = [a - b for a, b in zip(values, baseline)]
+    finite = [v for v in values if math.isfinite(v)]
+    return mean_interval(finite) if finite else None
+
+
+@dataclass(frozen=True)
+class SharpnessStudy:
+    """The result of `run_sharpness_study`.
+
+    Attributes:
+        settings: the shared `StudySettings`.
+        protocol: the `protocol.ProtocolResult`: per run its grid search on
+            validation, its chosen config and its per-seed measurements on the
+            report seeds (`STUDY_METRICS`).
+        alphas: positions α of the line (1 − α) θ_small + α θ_large between the
+            first report seed's small- and large-batch solutions; empty unless both
+            ran.
+        train_line: loss on the measurement subset at each α.
+        test_line: loss on the test split at each α.
+        seconds: wall-clock time of the whole study.
+    """
+
+    settings: StudySettings
+    protocol: Any
+    alphas: tuple[float, ...] = ()
+    train_line: tuple[float, ...] = ()
+    test_line: tuple[float, ...] = ()
+    seconds: float = float("nan")
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        return tuple(arm.name for arm in self.protocol.arms)
+
+    def baseline_of(self, name: str) -> str:
+        """The run `name` is compared with: SAM for its cheaper modes, else large."""
+        return "sam" if name in CHEAP_SAM_RUNS else "large"
+
+    def interval(self, name: str, metric: str):
+        """Mean and 95 % t-interval of `metric` over the finite per-seed values."""
+        return _finite_interval(self.protocol.get(name).per_seed.get(metric, ()))
+
+    def difference(self, name: str, metric: str, baseline: str = "large"):
+        """`name` minus `baseline` in `metric`, paired by seed (finite pairs)."""
+        return _finite_interval(
+            self.protocol.get(name).per_seed[metric],
+            self.protocol.get(baseline).per_seed[metric],
+        )
+
+    def to_dict(self) -> dict:
+        """The `sharpness.json` content: `{"protocol": {...}, "runs": {name:
+        {"config", "learning_rate_grid", "per_seed", "test_accuracy": {"mean",
+        "ci95"}, "difference_vs_large": {...}, ...}}}`."""
+        names = self.runs
+        batch_sizes = {name: self.settings.batch_size(name) for name in names}
+        data = self.protocol.to_dict(metrics=(), batch_sizes=batch_sizes)
+        data["protocol"].update(
+            small_batch=self.settings.small_batch,
+            large_batch=self.settings.large_batch,
+            slice_size=self.settings.slice_size,
+            measure_samples=self.settings.measure_samples,
+            trace_samples=self.settings.trace_samples,
+            keskar_sharpness=self.settings.keskar,
+            wall_clock_seconds=self.seconds,
+            cheaper_sam_modes="sam_interval and looksam take SAM's chosen learning "
+            "rate and rho (not tuned again) and are compared with SAM, paired",
+        )
+        for name in names:
+            entry = data["runs"][name]
+            per_seed = self.protocol.get(name).per_seed
+            for metric in STUDY_METRICS:
+                if metric in per_seed:
+                    interval = self.interval(name, metric)
+                    entry[metric] = None if interval is None else interval.to_dict()
+            for baseline in ("large", self.baseline_of(name)):
+                key = f"difference_vs_{baseline}"
+                entry[key] = {}
+                for metric in STUDY_METRICS:
+                    if metric in per_seed:
+                        interval = self.difference(name, metric, baseline)
+                        entry[key][metric] = (
+                            None if interval is None else interval.to_dict()
+                        )
+            entry["grid_edge"] = self.protocol.get(name).search.on_edge("learning_rate")
+        if self.alphas:
+            data["interpolation"] = {
+                "seed": self.protocol.seeds.report[0],
+                "alpha": list(self.alphas),
+                "train_loss": list(self.train_line),
+                "test_loss": list(self.test_line),
+            }
+        return data
+
+    def table_rows(self) -> list[list]:
+        """One row of `STUDY_COLUMNS` per run."""
+
+        def shown(interval, scale=1.0, digits=2):
+            return "n/a" if interval is None else interval.format(scale, digits)
+
+        rows = []
+        for name in self.runs:
+            arm = self.protocol.get(name)
+            base = self.baseline_of(name)
+            setting = ", ".join(
+                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in arm.config.items()
+                if k not in ("batch_size", "learning_rate", "optimizer")
+            )
+            rows.append(
+                [
+                    name,
+                    arm.config["batch_size"],
+                    f"{arm.config['learning_rate']:.3g}",
+                    f"{arm.config.get('optimizer', '')}; {setting}".strip("; "),
+                    shown(self.interval(name, "test_accuracy"), 100),
+                    shown(self.difference(name, "test_accuracy", base), 100)
+                    + ("" if base == "large" else " (vs sam)"),
+                    shown(self.interval(name, "test_loss"), 1, 3),
+                    shown(self.difference(name, "test_loss", base), 1, 3)
+                    + ("" if base == "large" else " (vs sam)"),
+                    shown(self.interval(name, "lambda_max"), 1, 1),
+                    shown(self.interval(name, "hessian_trace"), 1, 0),
+                    shown(self.interval(name, "keskar_sharpness"), 1, 2),
+                    "yes" if arm.search.on_edge("learning_rate") else "no",
+                ]
+            )
+        return rows
+
+    def per_seed_rows(self) -> list[list]:
+        """One row of `PER_SEED_COLUMNS` per run and report seed."""
+        rows = []
+        for name in self.runs:
+            arm = self.protocol.get(name)
+            for index, seed in enumerate(arm.seeds):
+                rows.append(
+                    [name, seed]
+                    + [
+                        arm.per_seed[m][index] if m in arm.per_seed else ""
+                        for m in STUDY_METRICS
+                    ]
+                )
+        return rows
+
+
+def _printer(verbose: int | str, progress: Progress | None) -> Progress | None:
+    """What receives the progress lines: `progress`, else `print` when `verbose`."""
+    import time
+
+    if progress is not None:
+        return progress
+    if verbose in (0, "0", False, None):
+        return None
+    start = time.monotonic()
+    return lambda line: print(f"[{time.monotonic() - start:7.1f} s] {line}", flush=True)
+
+
+def run_sharpness_study(
+    split: Any,
+    *,
+    runs: Sequence[str] | None = None,
+    seeds: int = DEFAULT_SEEDS,
+    tuning_seeds: int = DEFAULT_TUNING_SEEDS,
+    budget: Any = DEFAULT_BUDGET,
+    small_batch: int = DEFAULT_SMALL_BATCH,
+    large_batch: int = DEFAULT_LARGE_BATCH,
+    slice_size: int = DEFAULT_SLICE_SIZE,
+    grid_size: int = DEFAULT_GRID_SIZE,
+    sam_rhos: Sequence[float] = SAM_RHOS,
+    measure_samples: int = DEFAULT_MEASURE_SAMPLES,
+    trace_samples: int = DEFAULT_TRACE_SAMPLES,
+    keskar: bool = True,
+    epsilon: float = DEFAULT_EPSILON,
+    validation_fraction: float = 0.2,
+    jit_compile: bool = True,
+    verbose: int | str = 0,
+    progress: Progress | None = None,
+) -> SharpnessStudy:
+    """Small against large batch, and the remedies, each tuned, over seeds.
+
+    The protocol is `keras_optnotes.experiments.protocol`'s: the loader's validation
+    set is the held-out test split; a validation split is cut from its training
+    set. Each run's learning rate (SAM's ρ too) is chosen on a log-spaced grid by
+    its mean validation accuracy over `tuning_seeds` seeds, then the chosen setting
+    trains on `seeds` fresh seeds (0 … seeds − 1) and each solution is measured
+    (`measure_solution`): test loss and accuracy, λ_max and trace of the Hessian,
+    Keskar's sharpness. Every run trains for the same `budget`.
+
+    The runs (`STUDY_RUNS`): `small` (Adam, `small_batch`); `large` (Adam,
+    `large_batch`); with the large batch: `sam` (Foret et al. 2021) with
+    m-sharpness, each slice of `slice_size` samples perturbed by its own gradient,
+    ρ tuned over `sam_rhos`; `asam` (Kwon et al. 2021, ρ = 0.5, η_T = 0.01, same
+    slices); `lars` (You et al. 2017: its own global rate on a grid around 3,
+    trust coefficient 0.001, momentum 0.9, weight decay 5e-4, linear warm-up over 5
+    epochs then cosine decay); `swa` (Izmailov et al. 2018, the weights averaged at
+    the end of each epoch from 75 % of the run); `lookahead` (Zhang et al. 2019,
+    k = 5, α = 0.5); and, when `SharpnessAwareMinimization` has `interval`,
+    `sam_interval` (SAM's step every 5th step) and `looksam` (Liu et al. 2022,
+    α = 0.7), which take SAM's chosen ρ and learning rate and are compared with SAM.
+    Adam's grids are centred on 1e-3 at batch 32, moved by the square-root rule.
+
+    Args:
+        split: a loader's `Split` (its validation set becomes the test split) or a
+            `protocol.ThreeWaySplit`.
+        runs: which of `STUDY_RUNS` to train (default: all that this package's SAM
+            supports); `large` is required (the baseline).
+        seeds: report seeds, ≥ 2 (≥ 8 for a full run).
+        tuning_seeds: seeds of the grid search, ≥ 1.
+        budget: a `protocol.Budget` or `(kind, amount)`: `("epochs", 60)` gives
+            every run 60 epochs (fewer steps for the large batch), `("steps", n)`
+            n optimizer steps each.
+        small_batch: batch size of `small`, ≥ 1.
+        large_batch: batch size of every other run, > `small_batch`.
+        slice_size: samples per m-sharpness slice, in [1, 32].
+        grid_size: learning rates per grid, ≥ 3.
+        sam_rhos: SAM's ρ grid, each > 0.
+        measure_samples: training samples the curvature measurements use, ≥ 1.
+        trace_samples: Rademacher vectors of the trace, ≥ 2.
+        keskar: measure Keskar's ε-sharpness (an L-BFGS-B maximization per
+            solution).
+        epsilon: the box size of Keskar's sharpness, > 0.
+        validation_fraction: share of the loader's training set held out for
+            validation.
+        jit_compile: XLA for the train step and the optimizers.
+        verbose: 0 quiet; 1 one line per training run.
+        progress: called with each of those lines instead of `print`.
+
+    Returns:
+        A `SharpnessStudy`.
+
+    Raises:
+        ValueError: an argument out of range, before any training.
+
+    Example:
+
+    >>> from keras_optnotes import data  # doctest: +SKIP
+    >>> study = run_sharpness_study(data.load("digits"), seeds=8)  # doctest: +SKIP
+    >>> study.difference("sam", "test_accuracy").format(100)  # doctest: +SKIP
+    """
+    import time
+
+    from keras_optnotes.experiments import protocol
+
+    start = time.monotonic()
+    available = STUDY_RUNS if sam_supports_interval() else RUNS
+    runs = check_study_runs(available if runs is None else runs)
+    missing = [name for name in runs if name not in available]
+    if missing:
+        raise ValueError(
+            f"Argument `runs` names {missing}, which need "
+            "SharpnessAwareMinimization(interval=, looksam_alpha=); this version has "
+            f"neither. Received: runs={runs!r}"
+        )
+    seeds = check_integer("seeds", seeds, 2)
+    tuning_seeds = check_integer("tuning_seeds", tuning_seeds, 1)
+    if not isinstance(budget, protocol.Budget):
+        if not (isinstance(budget, Sequence) and len(budget) == 2):
+            raise ValueError(
+                "Argument `budget` must be a protocol.Budget or a (kind, amount) "
+                f"pair such as ('epochs', 60). Received: budget={budget!r}"
+            )
+        budget = protocol.Budget(*budget)
+    small_batch = check_integer("small_batch", small_batch, 1)
+    large_batch = check_integer("large_batch", large_batch, 1)
+    if large_batch <= small_batch:
+        raise ValueError(
+            "Argument `large_batch` must be larger than `small_batch` "
+            f"({small_batch}). Received: large_batch={large_batch!r}"
+        )
+    slice_size = check_integer("slice_size", slice_size, 1)
+    if slice_size > 32:
+        raise ValueError(
+            "Argument `slice_size` must be at most 32 (m-sharpness' slices). "
+            f"Received: slice_size={slice_size!r}"
+        )
+    grid_size = check_integer("grid_size", grid_size, 3)
+    if isinstance(sam_rhos, str) or not isinstance(sam_rhos, Sequence) or not sam_rhos:
+        raise ValueError(
+            "Argument `sam_rhos` must be a non-empty sequence of numbers > 0. "
+            f"Received: sam_rhos={sam_rhos!r}"
+        )
+    sam_rhos = tuple(check_positive("sam_rhos", rho) for rho in sam_rhos)
+    settings = StudySettings(
+        small_batch=small_batch,
+        large_batch=large_batch,
+        slice_size=slice_size,
+        budget=budget,
+        grid_size=grid_size,
+        sam_rhos=sam_rhos,
+        measure_samples=check_integer("measure_samples", measure_samples, 1),
+        trace_samples=check_integer("trace_samples", trace_samples, 2),
+        keskar=check_bool("keskar", keskar),
+        epsilon=check_positive("epsilon", epsilon),
+        jit_compile=check_bool("jit_compile", jit_compile),
+    )
+    if not isinstance(split, protocol.ThreeWaySplit):
+        split = protocol.three_way_split(split, validation_fraction=validation_fraction)
+
+    from keras_optnotes.diagnostics._backend import check_backend
+    from keras_optnotes.diagnostics.sharpness import _import_scipy_optimize
+
+    check_backend("keras-optnotes sharpness's measurements")
+    if settings.keskar:
+        _import_scipy_optimize()
+    chosen_seeds = protocol.make_seeds(seeds, tuning_seeds)
+    kept: dict[str, Any] = {}
+    arms = [_study_arm(name, settings, chosen_seeds, kept) for name in runs]
+    result = protocol.run_protocol(
+        split,
+        arms,
+        seeds=chosen_seeds,
+        budget=budget,
+        measure=lambda model, data, seed: measure_solution(model, data, seed, settings),
+        baseline="large",
+        progress=_printer(verbose, progress),
+    )
+    alphas, train_line, test_line = _interpolate(kept, split, settings)
+    return SharpnessStudy(
+        settings=settings,
+        protocol=result,
+        alphas=alphas,
+        train_line=train_line,
+        test_line=test_line,
+        seconds=time.monotonic() - start,
+    )
+
+
+def _study_arm(name, settings, seeds, kept):
+    """The `protocol.Arm` of run `name`; the first report seed's small and large
+    models are kept in `kept` for the interpolation."""
+    from keras_optnotes.experiments import protocol
+
+    fixed = settings.fixed(name)
+
+    def train(setting, seed, development):
+        model = train_solution(name, {**fixed, **setting}, seed, development, settings)
+        if name in ("small", "large") and seed == seeds.report[0]:
+            kept[name] = model
+        return model
+
+    if name in CHEAP_SAM_RUNS:
+
+        def candidates(done):  # SAM's chosen learning rate and ρ, not tuned again
+            chosen = done["sam"].search.best
+            return ({"learning_rate": chosen["learning_rate"], "rho": chosen["rho"]},)
+
+    else:
+        candidates = settings.candidates(name)
+    return protocol.Arm(name, fixed, candidates, train)
+
+
+def _interpolate(kept, split, settings):
+    """Keskar's line between the kept small and large solutions, or empty tuples."""
+    if not ("small" in kept and "large" in kept):
+        return (), (), ()
+    from keras_optnotes import diagnostics
+
+    small, large = kept["small"], kept["large"]
+    development = split.development
+    subset = (
+        development.x_train[: settings.measure_samples],
+        development.y_train[: settings.measure_samples],
+    )
+    lines = [
+        tuple(
+            float(v)
+            for v in diagnostics.loss_along_line(
+                small, data, other_weights=large, alphas=ALPHAS
+            ).losses
+        )
+        for data in (subset, (split.x_test, split.y_test))
+    ]
+    return ALPHAS, lines[0], lines[1]
