@@ -17,10 +17,14 @@ attributes of the package on first use.
 """
 
 import importlib as _importlib
+import importlib.metadata as _metadata
 
 from keras_optnotes import _registration
 
-__version__ = "0.1.0"
+try:  # The installed distribution's metadata: pyproject.toml's version, one source.
+    __version__ = _metadata.version("keras-optnotes")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 _SUBPACKAGES = (*_registration.SUBPACKAGES, "diagnostics", "data")
 
