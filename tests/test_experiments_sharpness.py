@@ -129,9 +129,9 @@ from keras_optnotes.experiments.sharpness import (  # noqa: E402
 def test_grids_follow_each_method_s_convention():
     settings = StudySettings(small_batch=16, large_batch=512, grid_size=3)
     root10 = math.sqrt(10.0)
-    # Adam: 1e-3 at batch 32, moved by the square-root rule, ×/÷ √10 around it.
+    # Adam: 1e-3 at batch 16, moved by the square-root rule, ×/÷ √10 around it.
     for name, batch in (("small", 16), ("large", 512), ("swa", 512)):
-        centre = 1e-3 * math.sqrt(batch / 32)
+        centre = 1e-3 * math.sqrt(batch / 16)
         np.testing.assert_allclose(
             settings.learning_rate_grid(name),
             [centre / root10, centre, centre * root10],

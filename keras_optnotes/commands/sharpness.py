@@ -33,7 +33,7 @@ import json
 import sys
 from pathlib import Path
 
-from keras_optnotes.cli import PROG, UsageError
+from keras_optnotes._usage import PROG, UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,

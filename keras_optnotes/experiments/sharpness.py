@@ -535,11 +535,11 @@ DEFAULT_TUNING_SEEDS = 2
 DEFAULT_BUDGET = ("epochs", 60)
 DEFAULT_SLICE_SIZE = 32
 DEFAULT_GRID_SIZE = 3
-# Adam's grid is centred on 1e-3 at batch 32, moved to each batch size by the
-# square-root rule (Malladi et al. 2022 for adaptive methods); LARS' on 3 (You et al.
+# Adam's grid is centred on 1e-3 at the default small batch of 16, moved to each
+# batch size by the square-root rule (Malladi et al. 2022 for adaptive methods); LARS' on 3 (You et al.
 # use global rates of order 1-30 with trust coefficient 0.001).
 ADAM_BASE_LEARNING_RATE = 1e-3
-ADAM_BASE_BATCH = 32
+ADAM_BASE_BATCH = 16
 LARS_LEARNING_RATE = 3.0
 LARS_WEIGHT_DECAY = 5e-4  # You et al. 2017's AlexNet-BN setting
 SAM_RHOS = (0.05, 0.1)
@@ -1075,7 +1075,7 @@ def run_sharpness_study(
     k = 5, α = 0.5); and, when `SharpnessAwareMinimization` has `interval`,
     `sam_interval` (SAM's step every 5th step) and `looksam` (Liu et al. 2022,
     α = 0.7), which take SAM's chosen ρ and learning rate and are compared with SAM.
-    Adam's grids are centred on 1e-3 at batch 32, moved by the square-root rule.
+    Adam's grids are centred on 1e-3 at batch 16, moved by the square-root rule.
 
     Args:
         split: a loader's `Split` (its validation set becomes the test split) or a
