@@ -324,8 +324,12 @@ class _Trainer:
             ).get_weights()
         return self._initial[seed]
 
-    def loss(self) -> float:
-        return training_cross_entropy(self.model.predict_on_batch(self.x), self.y)
+    def loss(self, model=None) -> float:
+        """The training-set cross-entropy at the current weights. Inside `fit`, pass
+        the callback's `self.model`: on JAX, reading it syncs the trained weights
+        into the model (they live in the trainer's state until then)."""
+        model = self.model if model is None else model
+        return training_cross_entropy(model.predict_on_batch(self.x), self.y)
 
     def run(
         self, batch_size: int, learning_rate: float, seed: int, target: float, cap: int
@@ -395,7 +399,7 @@ def _target_watch_class():
 
         def on_train_batch_end(self, batch, logs=None):
             self.steps += 1
-            self.last_loss = self.trainer.loss()
+            self.last_loss = self.trainer.loss(self.model)
             if self.last_loss <= self.target:
                 self.reached = True
             elif not math.isfinite(self.last_loss):
