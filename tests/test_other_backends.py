@@ -62,6 +62,7 @@ FILES = [
     "test_experiments_backends.py",
     "test_augmented_batches.py",
     "test_protocol.py",
+    "test_critical_batch.py",
 ]
 # TensorFlow files that a whole-suite run hands to a second TensorFlow process.
 TENSORFLOW_SIDE_FILES = [
