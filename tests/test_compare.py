@@ -15,10 +15,11 @@ import pytest
 
 from keras_optnotes import cli
 from keras_optnotes.commands import compare
+from keras_optnotes.data import load
 from keras_optnotes.experiments.compare import Comparison, OptimizerRun
 from keras_optnotes.report import format_cell
 
-QUICK = ["compare", "--quick", "--seed", "3"]
+QUICK = ["compare", "--quick", "--curves", "--seed", "3"]
 
 
 def _run(argv, capsys):
@@ -137,7 +138,9 @@ def test_without_matplotlib_the_plot_is_skipped(quick_runs):
 )
 def test_bad_input_is_one_line_and_status_2(argv, named, tmp_path, capsys):
     out = tmp_path / "report"
-    status, stdout, stderr = _run(["compare", *argv, "--out", str(out)], capsys)
+    status, stdout, stderr = _run(
+        ["compare", "--curves", *argv, "--out", str(out)], capsys
+    )
     assert status == 2
     assert stderr.count("\n") == 1 and stderr.startswith("keras-optnotes compare")
     assert "Traceback" not in stderr
@@ -151,12 +154,16 @@ def test_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch
         raise AssertionError("trained although --out is unusable")
 
     monkeypatch.setattr(compare, "run_comparison", must_not_train)
+    monkeypatch.setattr(compare, "rank_rules", must_not_train)
     afile = tmp_path / "results.txt"
     afile.write_text("mine")
     for out in (afile, afile / "sub", "/proc/keras-optnotes-report"):
-        status, _, stderr = _run(["compare", "--quick", "--out", str(out)], capsys)
-        assert status == 2 and stderr.count("\n") == 1
-        assert str(out) in stderr
+        for mode in ([], ["--curves"]):
+            status, _, stderr = _run(
+                ["compare", "--quick", *mode, "--out", str(out)], capsys
+            )
+            assert status == 2 and stderr.count("\n") == 1
+            assert str(out) in stderr
     assert afile.read_text() == "mine" and list(tmp_path.iterdir()) == [afile]
 
 
@@ -179,7 +186,7 @@ def test_failure_midway_leaves_out_as_it_was(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(compare, "run_comparison", fake_runs)
     monkeypatch.setattr(compare, "plot_losses", disk_full)
     with pytest.raises(OSError, match="No space"):
-        cli.main(["compare", "--quick", "--out", str(out)])
+        cli.main(["compare", "--quick", "--curves", "--out", str(out)])
     assert [p.name for p in out.iterdir()] == ["compare.md"]
     assert (out / "compare.md").read_text() == "previous run"
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
@@ -202,3 +209,92 @@ def test_offline_dataset_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     assert status == 2 and stderr.count("\n") == 1
     assert "mnist" in stderr and "digits, spirals, waveforms" in stderr
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------
+# The ranking over seeds (the default).
+
+
+def _t_interval(values):
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    return stats.t.interval(
+        0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values)
+    )
+
+
+@pytest.mark.slow
+def test_quick_ranking_writes_json_with_intervals(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "report"
+    status, stdout, stderr = _run(
+        ["compare", "--quick", "--seeds", "3", "--out", str(out)], capsys
+    )
+    assert status == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compare.csv",
+        "compare.json",
+        "compare.md",
+        "compare.png",
+    ]
+    data = json.loads((out / "compare.json").read_text())
+    # The loader's validation set is the test split; the protocol holds out a fifth
+    # of the loader's training set for validation.
+    loaded = load("digits", max_samples=256)
+    held_out = round(0.2 * len(loaded.x_train))
+    sizes = {
+        "train": len(loaded.x_train) - held_out,
+        "validation": held_out,
+        "test": len(loaded.x_val),
+    }
+    assert data["protocol"]["split"] == sizes
+    tested = sizes["test"]
+    assert data["protocol"]["seeds"] == [0, 1, 2]
+    assert sorted(data["ranking"]) == sorted(compare.QUICK_OPTIMIZERS)
+    means = []
+    for rule in data["ranking"]:
+        run = data["runs"][rule]
+        default = compare.DEFAULT_LEARNING_RATES[rule]
+        # The rule's own grid: ÷ and × √10 around its default.
+        assert run["learning_rate_grid"] == pytest.approx(
+            [default / 10**0.5, default, default * 10**0.5], rel=1e-12
+        )
+        search = run["search"]
+        best = int(np.argmax(np.mean(search["validation_scores"], axis=1)))
+        assert (
+            run["config"]["learning_rate"]
+            == search["candidates"][best]["learning_rate"]
+        )
+        accuracy = run["per_seed"]["test_accuracy"]
+        assert all(abs(a * tested - round(a * tested)) < 1e-9 for a in accuracy)
+        if np.std(accuracy) > 0:
+            assert run["test_accuracy"]["ci95"] == pytest.approx(
+                _t_interval(accuracy), rel=1e-9
+            )
+        means.append(np.mean(accuracy))
+        top = data["runs"][data["ranking"][0]]["per_seed"]["test_loss"]
+        difference = np.subtract(run["per_seed"]["test_loss"], top)
+        if np.std(difference) > 0:
+            assert run["difference_vs_best"]["test_loss"]["ci95"] == pytest.approx(
+                _t_interval(difference), rel=1e-9
+            )
+    assert means == sorted(means, reverse=True)  # ranked by mean test accuracy
+    per_seed = _history(out / "compare.csv")
+    assert len(per_seed) == 3 * len(compare.QUICK_OPTIMIZERS)
+    assert "95 % t-interval" in stdout
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--seeds", "1"], ["--seeds", "'1'", ">= 2"]),
+        (["--learning-rate", "adam=0.1"], ["--learning-rate", "--curves"]),
+    ],
+)
+def test_bad_ranking_input_is_one_line(argv, named, tmp_path, capsys):
+    status, _, stderr = _run(["compare", *argv, "--out", str(tmp_path)], capsys)
+    assert status == 2 and stderr.count("\n") == 1
+    for text in named:
+        assert text in stderr

@@ -17,6 +17,7 @@ from scipy import stats
 
 from keras_optnotes.cli import main
 from keras_optnotes.commands.sharpness import available_runs
+from keras_optnotes.data import load
 
 
 def read_csv(path):
@@ -71,17 +72,25 @@ def test_quick_run_writes_consistent_report(tmp_path, capsys):
     ]
     data = json.loads((out / "sharpness.json").read_text(encoding="utf-8"))
     split = data["protocol"]["split"]
-    # 256 samples: the loader holds out 51 (the test split), the protocol 41 of the
-    # remaining 205 for validation.
-    assert split == {"train": 164, "validation": 41, "test": 51}
+    # The loader's validation set is the test split; the protocol holds out a fifth
+    # of the loader's training set for validation.
+    loaded = load("digits", max_samples=256)
+    held_out = round(0.2 * len(loaded.x_train))
+    sizes = {
+        "train": len(loaded.x_train) - held_out,
+        "validation": held_out,
+        "test": len(loaded.x_val),
+    }
+    assert split == sizes
+    tested = sizes["test"]
     assert data["protocol"]["seeds"] == [0, 1]
     assert data["protocol"]["budget"]["kind"] == "epochs"
     assert list(data["runs"]) == runs
     for run in data["runs"].values():
         accuracy = run["per_seed"]["test_accuracy"]
         assert len(accuracy) == 2
-        # An accuracy on 51 test samples is a count over 51.
-        assert all(abs(a * 51 - round(a * 51)) < 1e-9 for a in accuracy)
+        # An accuracy on the test split is a count over its size.
+        assert all(abs(a * tested - round(a * tested)) < 1e-9 for a in accuracy)
         if np.std(accuracy) > 0:
             assert run["test_accuracy"]["ci95"] == pytest.approx(
                 _t_interval(accuracy), rel=1e-9

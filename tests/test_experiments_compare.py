@@ -136,3 +136,94 @@ def test_importing_the_experiments_does_not_import_tensorflow():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------
+# The ranking over seeds: a hand-built protocol result, checked against SciPy.
+
+
+def _ranking():
+    import numpy as np
+
+    from keras_optnotes.experiments import protocol
+
+    seeds = protocol.make_seeds(4, tuning=2)
+    accuracies = {
+        "Momentum": [0.95, 0.945, 0.96, 0.95],
+        "Adam": [0.97, 0.96, 0.98, 0.97],
+        "GradientDescent": [0.90, 0.97, 0.93, 0.91],
+    }
+    arms = []
+    for rule, accuracy in accuracies.items():
+        grid = protocol.log_grid(compare.DEFAULT_LEARNING_RATES[rule])
+        candidates = tuple({"learning_rate": lr} for lr in grid)
+        search = protocol.GridSearch(
+            candidates, seeds.tuning, ((0.5, 0.5), (0.9, 0.9), (0.8, 0.8)), 1
+        )
+        per_seed = {
+            "test_accuracy": tuple(accuracy),
+            "test_loss": tuple(1.0 - np.asarray(accuracy)),
+            "train_loss": (0.1, 0.1, 0.1, 0.1),
+        }
+        config = {"optimizer": rule, "batch_size": 32, **search.best}
+        arms.append(protocol.ArmResult(rule, config, search, seeds.report, per_seed))
+    result = protocol.ProtocolResult(
+        "digits",
+        {"train": 1150, "validation": 288, "test": 359},
+        seeds,
+        protocol.Budget("epochs", 10),
+        tuple(arms),
+        "Momentum",
+    )
+    return compare.Ranking(result, 32, 5.0), accuracies
+
+
+def test_ranking_orders_by_mean_test_accuracy_and_pairs_against_the_best():
+    import numpy as np
+    from scipy import stats
+
+    ranking, accuracies = _ranking()
+    assert ranking.ranked() == ["Adam", "Momentum", "GradientDescent"]
+    data = ranking.to_dict()
+    assert data["ranking"] == ["Adam", "Momentum", "GradientDescent"]
+    assert data["protocol"]["best"] == "Adam"
+    for rule in ("Momentum", "GradientDescent"):
+        d = np.subtract(accuracies[rule], accuracies["Adam"])
+        low, high = stats.t.interval(0.95, 3, loc=d.mean(), scale=stats.sem(d))
+        entry = data["runs"][rule]["difference_vs_best"]["test_accuracy"]
+        assert entry["ci95"] == pytest.approx([low, high], rel=1e-12)
+    a = np.asarray(accuracies["GradientDescent"])
+    low, high = stats.t.interval(0.95, 3, loc=a.mean(), scale=stats.sem(a))
+    assert data["runs"]["GradientDescent"]["test_accuracy"]["ci95"] == pytest.approx(
+        [low, high], rel=1e-12
+    )
+    rows = ranking.table_rows()
+    assert [row[0] for row in rows] == [1, 2, 3]
+    # Momentum is 1.5-2 points below Adam on every seed: significant; gradient descent's
+    # spread leaves its 4.25-point deficit inside a wide interval: not.
+    assert [row[-1] for row in rows] == ["—", "yes", "no"]
+    assert rows[0][2] == f"{compare.DEFAULT_LEARNING_RATES['Adam']:.3g}"
+    assert len(ranking.per_seed_rows()) == 12
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"rules": ["adam", "lbfgs"]}, ["lbfgs"]),
+        ({"rules": "adam"}, ["rules", "'adam'"]),
+        ({"seeds": 1}, ["seeds=1"]),
+        ({"tuning_seeds": 0}, ["tuning_seeds=0"]),
+        ({"grid_size": 2}, ["grid_size=2"]),
+        ({"epochs": 0}, ["epochs=0"]),
+    ],
+)
+def test_rank_rules_bad_arguments_raise_before_training(kwargs, words, monkeypatch):
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained although an argument is bad")
+
+    monkeypatch.setattr(compare, "_train_rule", must_not_train)
+    split = data.load("spirals", num_samples=40)
+    with pytest.raises(ValueError) as error:
+        compare.rank_rules(split, **kwargs)
+    for word in words:
+        assert word in str(error.value)

@@ -1,25 +1,35 @@
-"""`keras-optnotes compare`: the notes' update rules racing on one network and one dataset.
+"""`keras-optnotes compare`: the notes' update rules ranked on one network and one
+dataset, over seeds.
 
-The experiment is `keras_optnotes.experiments.compare.run_comparison`: every optimizer
-trains a copy of the same small network from the same initial weights, on the same
-data, in the same batch order. This command parses the options, runs it, prints a
-table and writes `compare.md` (the table), `compare.csv` (the per-epoch history) and
-`compare.png` (train and validation loss curves) into `--out`.
+By default the experiment is `keras_optnotes.experiments.compare.rank_rules`, on the
+protocol of `keras_optnotes.experiments.protocol`: each rule's learning rate is
+chosen on a validation split (a grid of 3 around its own scale, mean validation
+accuracy over tuning seeds), then every rule trains on `--seeds` fresh seeds and is
+measured on a held-out test split. This command writes `compare.json` (protocol,
+per-seed values, means with 95 % t-intervals, differences against the first-ranked
+rule paired by seed), `compare.md` (the ranking table), `compare.csv` (per seed) and
+`compare.png` (the ranking with its intervals) into `--out`.
+
+`--curves` runs the older single-seed race instead
+(`keras_optnotes.experiments.compare.run_comparison`: every rule from the same
+initial weights at its default or `--learning-rate` rate, per-epoch loss curves and
+time per step): a look at the curves, not evidence for a ranking.
 
 Python use, without the command line:
 
     from keras_optnotes import data
-    from keras_optnotes.experiments.compare import run_comparison
+    from keras_optnotes.experiments.compare import rank_rules
 
-    comparison = run_comparison(data.load("digits"), {"Adam": 0.01, "Momentum": 0.1})
-    adam = comparison.get("Adam")
-    print(adam.history["val_accuracy"], adam.steady_ms_per_step())
+    ranking = rank_rules(data.load("digits"), ["Adam", "Momentum"], seeds=8)
+    print(ranking.ranked(), ranking.difference("Momentum", "test_accuracy"))
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,16 +38,23 @@ from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,
     add_seed_argument,
+    checked_number,
     positive_int,
 )
 from keras_optnotes.experiments.compare import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATES,
+    DEFAULT_SEEDS,
+    DEFAULT_TUNING_SEEDS,
     HISTORY_COLUMNS,
+    RANKING_COLUMNS,
+    RANKING_SEED_COLUMNS,
     RULES,
     TABLE_COLUMNS,
     Comparison,
+    Ranking,
+    rank_rules,
     rule_name,
     run_comparison,
 )
@@ -46,13 +63,15 @@ from keras_optnotes.report import (
     new_figure,
     output_folder,
     print_report,
+    write_csv,
     write_report,
 )
 
 NAME = "compare"
 HELP = (
-    "Train the same small network from the same initial weights with each of the "
-    "notes' update rules and compare their loss curves."
+    "Rank the notes' update rules on one small network: each rule's learning rate "
+    "chosen on validation, then test loss and accuracy over seeds with 95%% "
+    "intervals (--curves: the single-seed loss curves)."
 )
 
 DEFAULT_OUT = "optnotes-report"
@@ -60,6 +79,8 @@ DEFAULT_OUT = "optnotes-report"
 QUICK_EPOCHS = 2
 QUICK_MAX_SAMPLES = 256
 QUICK_OPTIMIZERS = ("GradientDescent", "Adam")
+QUICK_SEEDS = 2
+QUICK_TUNING_SEEDS = 1
 
 
 def _rule_name(text: str, option: str) -> str:
@@ -147,13 +168,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="XLA-compile each optimizer's update (default: --jit)",
     )
-    add_seed_argument(parser, "the weights, the split and the batch order")
+    parser.add_argument(
+        "--seeds",
+        type=_at_least_two,
+        default=None,
+        metavar="N",
+        help=f"report seeds 0..N-1 of the ranking (default: {DEFAULT_SEEDS}; "
+        f"--quick: {QUICK_SEEDS})",
+    )
+    parser.add_argument(
+        "--tuning-seeds",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="seeds of each rule's learning-rate search (default: "
+        f"{DEFAULT_TUNING_SEEDS}; --quick: {QUICK_TUNING_SEEDS})",
+    )
+    parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="the single-seed race instead: loss curves at each rule's default or "
+        "--learning-rate rate (--seed)",
+    )
+    add_seed_argument(parser, "the weights, the split and the batch order of --curves")
     add_output_arguments(
         parser,
         DEFAULT_OUT,
         f"{QUICK_MAX_SAMPLES} training samples, {QUICK_EPOCHS} epochs, "
         f"{' and '.join(QUICK_OPTIMIZERS)} unless given",
     )
+
+
+def _at_least_two(text: str) -> int:
+    return checked_number(text, int, lambda v: v >= 2, "an integer >= 2")
+
+
+def plot_ranking(ranking: Ranking, path: Path, title: str) -> None:
+    """Each rule's test accuracy and loss, mean and 95 % t-interval, dots per seed,
+    best-ranked first."""
+    figure = new_figure(figsize=(11, 4.2), layout="constrained")
+    axes_row = figure.subplots(1, 2)
+    names = ranking.ranked()
+    for axes, (metric, label, scale) in zip(
+        axes_row,
+        [
+            ("test_accuracy", "test accuracy (%)", 100.0),
+            ("test_loss", "test loss", 1.0),
+        ],
+    ):
+        for position, rule in enumerate(names):
+            values = [
+                v * scale
+                for v in ranking.protocol.get(rule).per_seed[metric]
+                if math.isfinite(v)
+            ]
+            axes.scatter([position] * len(values), values, s=8, alpha=0.35)
+            interval = ranking.interval(rule, metric)
+            if interval is None or interval.low != interval.low:
+                continue
+            axes.errorbar(
+                position,
+                interval.mean * scale,
+                yerr=[[(interval.mean - interval.low) * scale],
+                      [(interval.high - interval.mean) * scale]],
+                fmt="o", color="black", capsize=4,
+            )  # fmt: skip
+        axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        axes.set_title(label)
+        axes.grid(True, axis="y", alpha=0.3)
+    axes_row[0].set_ylabel("mean over seeds, 95 % t-interval (dots: seeds)")
+    figure.suptitle(title)
+    figure.savefig(path, dpi=110)
 
 
 def plot_losses(comparison: Comparison, path: Path, title: str) -> None:
@@ -178,6 +263,87 @@ def plot_losses(comparison: Comparison, path: Path, title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs `keras-optnotes compare` with parsed arguments; returns the exit status."""
+    if args.curves:
+        return run_curves(args)
+    if args.learning_rate:
+        raise UsageError(
+            "--learning-rate: only with --curves (the ranking chooses each rule's "
+            "learning rate on validation)"
+        )
+    rules = parse_optimizers(args.optimizers, quick=args.quick)
+    epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS)
+    seeds = args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)
+    tuning_seeds = args.tuning_seeds or (
+        QUICK_TUNING_SEEDS if args.quick else DEFAULT_TUNING_SEEDS
+    )
+    from keras_optnotes import data
+
+    with output_folder(args.out) as staging:
+        try:
+            split = data.load(
+                args.dataset, max_samples=QUICK_MAX_SAMPLES if args.quick else None
+            )
+        except (ImportError, data.DatasetUnavailableError) as error:
+            raise UsageError(f"--dataset {args.dataset}: {error}") from error
+        ranking = rank_rules(
+            split,
+            rules,
+            seeds=seeds,
+            tuning_seeds=tuning_seeds,
+            epochs=epochs,
+            batch_size=args.batch_size,
+            jit_compile=args.jit,
+            verbose=1,
+        )
+        sizes = ranking.protocol.split_sizes
+        title = (
+            f"{split.name}: batch {ranking.batch_size}, {epochs} epochs, {seeds} seeds"
+        )
+        summary = (
+            f"{split.name}: {sizes['train']} training, {sizes['validation']} "
+            f"validation, {sizes['test']} test samples (the test split is used only "
+            f"for this report); batch {ranking.batch_size}, {epochs} epochs per "
+            "run. Each rule's learning rate chosen by mean validation accuracy over "
+            f"tuning seeds {list(ranking.protocol.seeds.tuning)} on a grid of 3 "
+            "log-spaced values around its default; reported on seeds "
+            f"{list(ranking.protocol.seeds.report)}: mean and 95 % t-interval; Δ: "
+            "paired by seed against the first-ranked rule. Wall-clock time: "
+            f"{ranking.seconds:.0f} s."
+        )
+        table = markdown_table(RANKING_COLUMNS, ranking.table_rows())
+        (staging / "compare.json").write_text(
+            json.dumps(_json_ready(ranking.to_dict()), indent=1, allow_nan=False),
+            encoding="utf-8",
+        )
+        (staging / "compare.md").write_text(
+            f"# keras-optnotes {NAME}\n\n{summary}\n\n{table}", encoding="utf-8"
+        )
+        write_csv(
+            staging / "compare.csv", RANKING_SEED_COLUMNS, ranking.per_seed_rows()
+        )
+        written = ["compare.json", "compare.md", "compare.csv"]
+        try:
+            plot_ranking(ranking, staging / "compare.png", title)
+            written.append("compare.png")
+        except ImportError as error:
+            print(f"keras-optnotes {NAME}: plot skipped: {error}", file=sys.stderr)
+    print_report(args.out, summary, table, written)
+    return 0
+
+
+def _json_ready(value):
+    """`value` with NaN and infinities as `None` (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "items"):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def run_curves(args: argparse.Namespace) -> int:
+    """`keras-optnotes compare --curves`: the single-seed race of loss curves."""
     rules = parse_optimizers(args.optimizers, quick=args.quick)
     overrides = parse_learning_rates(args.learning_rate)
     learning_rates = {

@@ -253,6 +253,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="1: one line per training run (default); 0: only the report",
     )
+    parser.add_argument(
+        "--partial",
+        default=None,
+        metavar="FILE",
+        help="also write each run's results to FILE (JSON) as soon as the run is "
+        "complete, for long runs (default: none)",
+    )
     add_output_arguments(
         parser,
         DEFAULT_OUT,
@@ -447,6 +454,7 @@ def run(args: argparse.Namespace) -> int:
             epsilon=args.epsilon,
             jit_compile=args.jit,
             verbose=args.verbose,
+            on_run=None if args.partial is None else _partial_writer(args.partial),
         )
         written = write_study(study, staging, split.name)
     summary = summary_text(study, split.name)
@@ -497,6 +505,25 @@ def write_study(study: SharpnessStudy, folder: Path, dataset: str) -> list[str]:
             print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
             break
     return written
+
+
+def _partial_writer(path: str):
+    """Rewrites `path` with every run completed so far (config, grid search,
+    per-seed values)."""
+    done = {}
+
+    def write(arm) -> None:
+        done[arm.name] = {
+            "config": dict(arm.config),
+            "search": arm.search.to_dict(),
+            "seeds": list(arm.seeds),
+            "per_seed": {k: list(v) for k, v in arm.per_seed.items()},
+        }
+        Path(path).write_text(
+            json.dumps(_json_ready(done), indent=1, allow_nan=False), encoding="utf-8"
+        )
+
+    return write
 
 
 def _json_ready(value):

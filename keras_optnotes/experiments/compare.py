@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from keras_optnotes.checks import check_bool, check_integer, check_positive
 from keras_optnotes.experiments._common import Progress, RunsResult, op_determinism
@@ -334,3 +334,291 @@ def _train_each(
             )
         )
     return runs
+
+
+# ======================================================================================
+# The rules ranked on the evidence protocol (`keras_optnotes.experiments.protocol`).
+
+DEFAULT_SEEDS = 8
+DEFAULT_TUNING_SEEDS = 2
+DEFAULT_GRID_SIZE = 3
+RANKING_METRICS = ("test_accuracy", "test_loss", "train_loss")
+RANKING_COLUMNS = (
+    "rank",
+    "optimizer",
+    "learning rate (chosen)",
+    "grid",
+    "test accuracy % [95% CI]",
+    "test loss [95% CI]",
+    "Δ test accuracy vs #1, points [95% CI]",
+    "Δ test loss vs #1 [95% CI]",
+    "differs from #1 at 95%",
+)
+RANKING_SEED_COLUMNS = ("optimizer", "seed", *RANKING_METRICS)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The result of `rank_rules`: every rule tuned, then measured over seeds.
+
+    Attributes:
+        protocol: the `protocol.ProtocolResult` (per rule its grid search on
+            validation, its chosen learning rate, its per-seed test loss and
+            accuracy and final training loss).
+        batch_size: the batch size of every rule.
+        seconds: wall-clock time.
+
+    `ranked()` orders the rules by mean test accuracy (then lower mean test loss);
+    `difference(rule, metric)` is a rule minus the first-ranked one, paired by seed.
+    """
+
+    protocol: Any
+    batch_size: int
+    seconds: float = float("nan")
+
+    def ranked(self) -> list[str]:
+        def key(arm):
+            accuracy = arm.per_seed["test_accuracy"]
+            loss = [v for v in arm.per_seed["test_loss"] if math.isfinite(v)]
+            return (
+                -statistics.fmean(accuracy),
+                statistics.fmean(loss) if loss else math.inf,
+            )
+
+        return [arm.name for arm in sorted(self.protocol.arms, key=key)]
+
+    def interval(self, rule: str, metric: str):
+        """Mean and 95 % t-interval of `metric` over the finite per-seed values."""
+        from keras_optnotes.experiments.protocol import mean_interval
+
+        finite = [
+            v for v in self.protocol.get(rule).per_seed[metric] if math.isfinite(v)
+        ]
+        return mean_interval(finite) if finite else None
+
+    def difference(self, rule: str, metric: str, baseline: str | None = None):
+        """`rule` minus `baseline` (default: the first-ranked rule), paired by seed
+        over the seeds where both are finite."""
+        from keras_optnotes.experiments.protocol import mean_interval
+
+        baseline = baseline or self.ranked()[0]
+        pairs = [
+            a - b
+            for a, b in zip(
+                self.protocol.get(rule).per_seed[metric],
+                self.protocol.get(baseline).per_seed[metric],
+            )
+            if math.isfinite(a - b)
+        ]
+        return mean_interval(pairs) if pairs else None
+
+    def table_rows(self) -> list[list]:
+        """One row of `RANKING_COLUMNS` per rule, best first."""
+
+        def shown(interval, scale=1.0, digits=2):
+            return "n/a" if interval is None else interval.format(scale, digits)
+
+        rows = []
+        for rank, rule in enumerate(self.ranked(), start=1):
+            arm = self.protocol.get(rule)
+            grid = sorted(c["learning_rate"] for c in arm.search.candidates)
+            accuracy = self.difference(rule, "test_accuracy")
+            rows.append(
+                [
+                    rank,
+                    rule,
+                    f"{arm.config['learning_rate']:.3g}"
+                    + (" (grid edge)" if arm.search.on_edge("learning_rate") else ""),
+                    ", ".join(f"{v:.3g}" for v in grid),
+                    shown(self.interval(rule, "test_accuracy"), 100),
+                    shown(self.interval(rule, "test_loss"), 1, 4),
+                    "—" if rank == 1 else shown(accuracy, 100),
+                    "—"
+                    if rank == 1
+                    else shown(self.difference(rule, "test_loss"), 1, 4),
+                    "—"
+                    if rank == 1
+                    else (
+                        "yes" if accuracy is not None and accuracy.significant else "no"
+                    ),  # fmt: skip
+                ]
+            )
+        return rows
+
+    def per_seed_rows(self) -> list[list]:
+        """One row of `RANKING_SEED_COLUMNS` per rule and report seed."""
+        return [
+            [arm.name, seed, *(arm.per_seed[m][i] for m in RANKING_METRICS)]
+            for arm in self.protocol.arms
+            for i, seed in enumerate(arm.seeds)
+        ]
+
+    def to_dict(self) -> dict:
+        """`compare.json`: the protocol, and per rule its config, grid, per-seed
+        values, means with 95 % intervals and differences against the first-ranked
+        rule, paired by seed."""
+        data = self.protocol.to_dict(metrics=())
+        best = self.ranked()[0]
+        data["protocol"].update(
+            batch_size=self.batch_size,
+            ranking="by mean test accuracy, then lower mean test loss",
+            best=best,
+            wall_clock_seconds=self.seconds,
+        )
+        data["ranking"] = self.ranked()
+        for rule in self.ranked():
+            entry = data["runs"][rule]
+            entry.pop(f"difference_vs_{self.protocol.baseline}", None)
+            for metric in RANKING_METRICS:
+                interval = self.interval(rule, metric)
+                entry[metric] = None if interval is None else interval.to_dict()
+            entry["difference_vs_best"] = {}
+            for metric in ("test_accuracy", "test_loss"):
+                interval = self.difference(rule, metric)
+                entry["difference_vs_best"][metric] = (
+                    None if interval is None else interval.to_dict()
+                )
+            entry["grid_edge"] = self.protocol.get(rule).search.on_edge("learning_rate")
+        return data
+
+
+def rank_rules(
+    split: Any,
+    rules: Sequence[str] | None = None,
+    *,
+    seeds: int = DEFAULT_SEEDS,
+    tuning_seeds: int = DEFAULT_TUNING_SEEDS,
+    grid_size: int = DEFAULT_GRID_SIZE,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    validation_fraction: float = 0.2,
+    jit_compile: bool = True,
+    verbose: int | str = 0,
+    progress: Progress | None = None,
+) -> Ranking:
+    """Ranks the update rules by test accuracy over seeds, each rule's learning rate
+    chosen on validation.
+
+    The protocol is `keras_optnotes.experiments.protocol`'s: the loader's validation
+    set is the held-out test split, a validation split is cut from its training
+    set. Each rule's grid holds `grid_size` learning rates log-spaced by √10 around
+    its `DEFAULT_LEARNING_RATES` value (its own scale: 1 for gradient descent, 0.01
+    for Adam, …); the one with the best mean validation accuracy over the tuning
+    seeds trains again on `seeds` fresh seeds (0 … seeds − 1), each for `epochs`
+    epochs (the same budget for every rule), and the final model is measured on the
+    test split. The differences against the first-ranked rule are paired by seed.
+
+    Args:
+        split: a loader's `Split` (its validation set becomes the test split) or a
+            `protocol.ThreeWaySplit`.
+        rules: rule names (`rule_name` accepts any case), default every rule.
+        seeds: report seeds, ≥ 2.
+        tuning_seeds: seeds of the grid search, ≥ 1.
+        grid_size: learning rates per rule, ≥ 3.
+        epochs: epochs per run, ≥ 1.
+        batch_size: batch size, ≥ 1.
+        validation_fraction: share of the loader's training set held out for
+            validation.
+        jit_compile: the optimizers' and train step's XLA compilation.
+        verbose: 0 quiet; 1 one line per training run.
+        progress: called with each of those lines instead of `print`.
+
+    Returns:
+        A `Ranking`.
+
+    Raises:
+        ValueError: an unknown rule or an argument out of range, before training.
+
+    Example:
+
+    >>> from keras_optnotes import data  # doctest: +SKIP
+    >>> ranking = rank_rules(data.load("digits"), ["Adam", "Momentum"])  # doctest: +SKIP
+    >>> ranking.table_rows()  # doctest: +SKIP
+    """
+    import time
+
+    from keras_optnotes.experiments import protocol
+
+    start = time.monotonic()
+    if rules is None:
+        rules = RULES
+    if isinstance(rules, str) or not isinstance(rules, Sequence) or not rules:
+        raise ValueError(
+            "Argument `rules` must be a non-empty sequence of rule names; accepted: "
+            f"{', '.join(RULES)}. Received: rules={rules!r}"
+        )
+    rules = tuple(dict.fromkeys(rule_name(rule) for rule in rules))
+    seeds = check_integer("seeds", seeds, 2)
+    tuning_seeds = check_integer("tuning_seeds", tuning_seeds, 1)
+    grid_size = check_integer("grid_size", grid_size, 3)
+    epochs = check_integer("epochs", epochs, 1)
+    batch_size = check_integer("batch_size", batch_size, 1)
+    jit_compile = check_bool("jit_compile", jit_compile)
+    if not isinstance(split, protocol.ThreeWaySplit):
+        split = protocol.three_way_split(split, validation_fraction=validation_fraction)
+    budget = protocol.Budget("epochs", epochs)
+
+    def arm(rule: str) -> protocol.Arm:
+        def train(setting, seed, development):
+            return _train_rule(
+                rule, setting["learning_rate"], seed, development, budget,
+                batch_size, jit_compile,
+            )  # fmt: skip
+
+        grid = protocol.log_grid(DEFAULT_LEARNING_RATES[rule], grid_size)
+        return protocol.Arm(
+            rule,
+            {"optimizer": rule, "batch_size": batch_size, "epochs": epochs},
+            tuple({"learning_rate": lr} for lr in grid),
+            train,
+        )
+
+    printer = progress
+    if printer is None and verbose not in (0, "0", False, None):
+        printer = lambda line: print(line, flush=True)  # noqa: E731
+    with op_determinism():
+        result = protocol.run_protocol(
+            split,
+            [arm(rule) for rule in rules],
+            seeds=protocol.make_seeds(seeds, tuning_seeds),
+            budget=budget,
+            measure=_measure_rule,
+            baseline=rules[0],
+            progress=printer,
+        )
+    return Ranking(result, batch_size, time.monotonic() - start)
+
+
+def _train_rule(rule, learning_rate, seed, development, budget, batch_size, jit):
+    """One rule's training run from `build_classifier(..., seed=seed)`."""
+    import keras
+
+    from keras_optnotes import optimizers
+    from keras_optnotes.experiments.protocol import fit_for_budget
+    from keras_optnotes.models import build_classifier
+
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(
+        development.input_shape, development.num_classes, seed=seed
+    )
+    model.compile(
+        optimizer=optimizers.get(rule, learning_rate=learning_rate, jit_compile=jit),
+        loss="sparse_categorical_crossentropy",
+    )
+    fit_for_budget(model, development, batch_size=batch_size, budget=budget, seed=seed)
+    return model
+
+
+def _measure_rule(model, split, seed) -> dict:
+    """Test loss and accuracy, and the loss on the whole training split."""
+    from keras_optnotes.experiments.protocol import classification_scores
+
+    test = classification_scores(model, split.x_test, split.y_test)
+    train = classification_scores(
+        model, split.development.x_train, split.development.y_train
+    )
+    return {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "train_loss": train["loss"],
+    }

@@ -905,6 +905,7 @@ def run_protocol(
     baseline: str,
     score: Callable[[Any, DevelopmentSplit], float] = validation_accuracy,
     progress: Progress | None = None,
+    on_arm: Callable[[ArmResult], None] | None = None,
 ) -> ProtocolResult:
     """Tunes each arm on validation, then trains and measures it on fresh seeds.
 
@@ -925,6 +926,8 @@ def run_protocol(
         score: the tuning score of a trained model on the development split,
             higher is better (default: validation accuracy).
         progress: called with one line before each training run.
+        on_arm: called with each arm's `ArmResult` as soon as it is complete (to
+            save a long run's results as they come).
 
     Returns:
         A `ProtocolResult`.
@@ -973,6 +976,8 @@ def run_protocol(
                 per_seed=MappingProxyType({k: tuple(v) for k, v in per_seed.items()}),
             )
         )
+        if on_arm is not None:
+            on_arm(results[-1])
     return ProtocolResult(
         dataset=split.name,
         split_sizes=MappingProxyType(split.sizes()),

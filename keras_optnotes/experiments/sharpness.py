@@ -48,7 +48,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -529,7 +529,11 @@ def _remedy(
 # every run tuned on validation, reported on fresh seeds on a held-out test split.
 
 CHEAP_SAM_RUNS = ("sam_interval", "looksam")
-STUDY_RUNS = (*RUNS, *CHEAP_SAM_RUNS)
+# The study's order: the baselines, the cheap remedies, then SAM and its modes (the
+# costly runs last, so that a long run's partial results hold the most runs).
+STUDY_RUNS = (
+    "small", "large", "lars", "swa", "lookahead", "sam", "asam", *CHEAP_SAM_RUNS,
+)  # fmt: skip
 DEFAULT_SEEDS = 8
 DEFAULT_TUNING_SEEDS = 2
 DEFAULT_BUDGET = ("epochs", 60)
@@ -1053,6 +1057,7 @@ def run_sharpness_study(
     jit_compile: bool = True,
     verbose: int | str = 0,
     progress: Progress | None = None,
+    on_run: Callable[[Any], None] | None = None,
 ) -> SharpnessStudy:
     """Small against large batch, and the remedies, each tuned, over seeds.
 
@@ -1102,6 +1107,8 @@ def run_sharpness_study(
         jit_compile: XLA for the train step and the optimizers.
         verbose: 0 quiet; 1 one line per training run.
         progress: called with each of those lines instead of `print`.
+        on_run: called with each run's `protocol.ArmResult` as soon as it is
+            complete.
 
     Returns:
         A `SharpnessStudy`.
@@ -1191,6 +1198,7 @@ def run_sharpness_study(
         measure=lambda model, data, seed: measure_solution(model, data, seed, settings),
         baseline="large",
         progress=_printer(verbose, progress),
+        on_arm=on_run,
     )
     alphas, train_line, test_line = _interpolate(kept, split, settings)
     return SharpnessStudy(
