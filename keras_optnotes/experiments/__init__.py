@@ -5,13 +5,16 @@ settings, its summary rows and its per-epoch curves; nothing here prints, parses
 arguments or writes files (the `keras-optnotes` commands and the tutorials do that).
 Importing this package does not import TensorFlow; running an experiment does.
 
-- `keras_optnotes.experiments.compare`: `run_comparison`, the update rules from the
-  same initial weights on one network → `Comparison` of `OptimizerRun`.
+- `keras_optnotes.experiments.compare`: `rank_rules`, the update rules each tuned on
+  validation and measured over seeds → `Ranking` (means with 95 % intervals, paired
+  differences); `run_comparison`, one seed's loss curves → `Comparison` of
+  `OptimizerRun`.
 - `keras_optnotes.experiments.regularize`: `run_ablation`, no regularization and each
   regularizer alone → `Ablation` of `TechniqueRun`, with both generalization gaps.
-- `keras_optnotes.experiments.sharpness`: `compare_batch_sizes`, small- against
-  large-batch minima and the large batch under SAM, ASAM, LARS, SWA and Lookahead →
-  `BatchSizeComparison` of `SolutionRun`, with the interpolation line.
+- `keras_optnotes.experiments.sharpness`: `run_sharpness_study`, small- against
+  large-batch minima and the large batch under SAM, ASAM, LARS, SWA and Lookahead,
+  each tuned on validation, over seeds → `SharpnessStudy`; `compare_batch_sizes`,
+  one seed at fixed settings → `BatchSizeComparison` of `SolutionRun`.
 - `keras_optnotes.experiments.critical_batch`: `run_critical_batch`, steps to a target
   loss against the batch size, the fitted critical batch size and the gradient noise
   scale → `CriticalBatchExperiment`.
@@ -22,6 +25,8 @@ Importing this package does not import TensorFlow; running an experiment does.
 from keras_optnotes.experiments.compare import (
     Comparison,
     OptimizerRun,
+    Ranking,
+    rank_rules,
     run_comparison,
 )
 from keras_optnotes.experiments.regularize import (
@@ -31,8 +36,10 @@ from keras_optnotes.experiments.regularize import (
 )
 from keras_optnotes.experiments.sharpness import (
     BatchSizeComparison,
+    SharpnessStudy,
     SolutionRun,
     compare_batch_sizes,
+    run_sharpness_study,
 )
 
 __all__ = [
@@ -40,9 +47,13 @@ __all__ = [
     "BatchSizeComparison",
     "Comparison",
     "OptimizerRun",
+    "Ranking",
+    "SharpnessStudy",
     "SolutionRun",
     "TechniqueRun",
     "compare_batch_sizes",
+    "rank_rules",
     "run_ablation",
     "run_comparison",
+    "run_sharpness_study",
 ]
