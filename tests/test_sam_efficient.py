@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from test_sam import (
     HERE,
+    L2,
     LEARNING_RATE,
     RHO,
     assert_close,
@@ -59,7 +60,7 @@ def dot(a, b):
     return sum(np.sum(s * t) for s, t in zip(a, b))
 
 
-def sam_gradients(weights, x, y, sample_weight, splits, adaptive, eta):
+def sam_gradients(weights, x, y, sample_weight, splits, adaptive, eta, l2=L2):
     """(g, g_s) of one SAM step: both averaged over the splits by their shares."""
     n = len(x)
     bounds = [(i * n) // splits for i in range(splits + 1)]
@@ -69,10 +70,10 @@ def sam_gradients(weights, x, y, sample_weight, splits, adaptive, eta):
         part = slice(start, stop)
         weight = None if sample_weight is None else sample_weight[part]
         share = (stop - start) / n
-        _, gradient = linear_loss_and_gradient(weights, x[part], y[part], weight)
+        _, gradient = linear_loss_and_gradient(weights, x[part], y[part], weight, l2)
         epsilon = reference_perturbation(gradient, weights, RHO, adaptive, eta)
         at = [w + e for w, e in zip(weights, epsilon)]
-        _, perturbed = linear_loss_and_gradient(at, x[part], y[part], weight)
+        _, perturbed = linear_loss_and_gradient(at, x[part], y[part], weight, l2)
         g = [a + share * b for a, b in zip(g, gradient)]
         g_s = [a + share * b for a, b in zip(g_s, perturbed)]
     return g, g_s
@@ -327,6 +328,39 @@ def test_mixed_float16_looksam_matches_float32(data):
         keras.config.set_floatx("float64")
     for a, b in zip(weights["mixed_float16"], weights["float32"]):
         np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-3)
+
+
+# ---- tf.distribute -----------------------------------------------------------------
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.slow
+def test_mirrored_strategy_looksam_per_replica(data):
+    """2 logical CPUs, global batches of 16, k = 2, α = 0.5. SAM step: each replica r
+    perturbs with its own 8 samples, the update is the mean of the g_s,r and g_v the
+    mean of the replicas' g_v,r (a mean-aggregated variable). LookSAM step: each
+    replica adds α (‖g_r‖/‖g_v‖) g_v to its own g_r, the update is their mean."""
+    result = run_script(HERE / "distributed_sam.py", "looksam")
+    rng = np.random.default_rng(0)  # test_sam.py's data: distributed_sam.py's too
+    x = rng.normal(size=(32, 3)).astype("float32").astype("float64")
+    y = rng.normal(size=(32, 1)).astype("float32").astype("float64")
+    weights = [np.asarray(w) for w in result["initial"]]
+    shards = [slice(0, 8), slice(8, 16)]
+    updates, directions = [], []
+    for part in shards:
+        g, g_s = sam_gradients(weights, x[part], y[part], None, 1, False, 0.01, l2=0.0)
+        updates.append(g_s)
+        directions.append([s - dot(g, g_s) / dot(g, g) * a for a, s in zip(g, g_s)])
+    weights = [w - LEARNING_RATE * (a + b) / 2 for w, a, b in zip(weights, *updates)]
+    direction = [(a + b) / 2 for a, b in zip(*directions)]
+    updates = []
+    for part in (slice(16, 24), slice(24, 32)):
+        _, g = linear_loss_and_gradient(weights, x[part], y[part], None, l2=0.0)
+        factor = 0.5 * np.sqrt(dot(g, g) / dot(direction, direction))
+        updates.append([a + factor * v for a, v in zip(g, direction)])
+    weights = [w - LEARNING_RATE * (a + b) / 2 for w, a, b in zip(weights, *updates)]
+    assert_close([np.asarray(v) for v in result["directions"]], direction, TOLERANCE)
+    assert_close([np.asarray(w) for w in result["trained"]], weights, TOLERANCE)
 
 
 # ---- construction ------------------------------------------------------------------

@@ -104,15 +104,24 @@ def all_finite(tensors: Sequence[Any]) -> Any:
 
 
 class SamGradients(NamedTuple):
-    """What one SAM step computes before the optimizer applies it."""
+    """What one step computes before the optimizer applies it."""
 
-    gradients: list  # ∇L(w + ε) of the *scaled* loss, averaged over the splits
+    gradients: list  # what the optimizer applies (of the *scaled* loss)
     non_trainable_values: list  # after the unperturbed pass(es) only
     metrics_values: list  # after the unperturbed pass(es) only
     loss: Any  # unscaled loss of the unperturbed pass(es)
     y_pred: Any  # predictions of the unperturbed pass(es)
-    # ∇L(w) of the scaled loss, averaged over the splits, when asked for (else None)
-    unperturbed_gradients: list | None = None
+
+
+class UnperturbedPasses(NamedTuple):
+    """The first half of a SAM step: one unperturbed pass per split."""
+
+    gradients: list  # per split, ∇L(w) of the split's *scaled* loss
+    starts: list  # per split, the non-trainable values its passes start from
+    non_trainable_values: list  # after the last split
+    metrics_values: list  # after the last split
+    loss: Any  # unscaled, the splits' losses weighted by their shares
+    y_pred: Any  # all splits' predictions, in batch order
 
 
 def _batch_size(x: Any) -> Any:
@@ -194,44 +203,72 @@ def _scaled_loss(sam, x, y, sample_weight, loss_scale, non_trainable, metrics):
     return loss_function
 
 
-def sharpness_aware_gradients(
+def _parts(sam: SharpnessAwareMinimization, data: tuple) -> list[_Split]:
+    num_splits = sam.num_batch_splits or 1
+    return [_Split(data, None, None)] if num_splits == 1 else _split(data, num_splits)
+
+
+def unperturbed_passes(
     sam: SharpnessAwareMinimization,
     value_and_grad: Callable,
     trainable: list,
     non_trainable: list,
     metrics: list,
-    x: Any,
-    y: Any,
-    sample_weight: Any,
+    data: tuple,
     loss_scale: Any,
-    keep_unperturbed: bool = False,
-) -> SamGradients:
-    """Both passes of one SAM step on the variables' values; nothing is assigned.
+) -> UnperturbedPasses:
+    """The first pass of each split of `data` = (x, y, sample_weight) at w, on the
+    variables' values; nothing is assigned.
 
     `value_and_grad(f, values)` is the backend's: it returns `(f(values), ∇f(values))`
     for `f(values) -> (scalar, aux)`, with `None` allowed for unconnected values.
     `loss_scale` is the optimizer's current loss scale (1 without loss scaling).
-
-    Per split: the unperturbed pass gives g (of the scaled loss) and the new
-    non-trainable state; ε is computed from g / loss_scale (zero when g is not finite,
-    so that a loss-scale overflow reaches the optimizer as a non-finite gradient at w
-    and the `LossScaleOptimizer` skips the step); the perturbed pass runs at w + ε from
-    the *same* non-trainable state as the unperturbed one (same dropout mask, its
-    batch-norm updates discarded). The perturbed gradients are averaged over splits;
-    with `keep_unperturbed` so are the unperturbed ones (LookSAM needs both).
+    Each split continues from the non-trainable state the previous one left (an empty
+    split, possible only at run time, changes none).
     """
-    data = (x, y, sample_weight)
-    num_splits = sam.num_batch_splits or 1
-    parts = [_Split(data, None, None)] if num_splits == 1 else _split(data, num_splits)
-    summed, unperturbed_summed, loss, predictions = None, None, None, []
-    for (part_x, part_y, part_weight), share, nonempty in parts:
-        unperturbed = _scaled_loss(
-            sam, part_x, part_y, part_weight, loss_scale, non_trainable, metrics
+    gradients, starts, loss, predictions = [], [], None, []
+    for (x, y, sample_weight), share, nonempty in _parts(sam, data):
+        function = _scaled_loss(
+            sam, x, y, sample_weight, loss_scale, non_trainable, metrics
         )
-        (_, (part_loss, y_pred, next_non_trainable, next_metrics)), gradients = (
-            value_and_grad(unperturbed, trainable)
+        (_, (part_loss, y_pred, next_non_trainable, next_metrics)), part_gradients = (
+            value_and_grad(function, trainable)
         )
-        gradients = _fill_none(gradients, trainable)
+        gradients.append(_fill_none(part_gradients, trainable))
+        starts.append(non_trainable)
+        if share is not None:
+            [part_loss] = _share_of([part_loss], share, nonempty)
+        loss = part_loss if loss is None else loss + part_loss
+        non_trainable = _masked(nonempty, next_non_trainable, non_trainable)
+        metrics = _masked(nonempty, next_metrics, metrics)
+        predictions.append(y_pred)
+    y_pred = predictions[0] if len(predictions) == 1 else _concatenate(predictions)
+    return UnperturbedPasses(gradients, starts, non_trainable, metrics, loss, y_pred)
+
+
+def perturbed_passes(
+    sam: SharpnessAwareMinimization,
+    value_and_grad: Callable,
+    trainable: list,
+    passes: UnperturbedPasses,
+    metrics: list,
+    data: tuple,
+    loss_scale: Any,
+) -> tuple[list, list]:
+    """The second pass of each split, at w + ε; returns the perturbed gradients and
+    the unperturbed ones, each averaged over the splits by their shares.
+
+    ε comes from g / loss_scale (zero when g is not finite, so that a loss-scale
+    overflow reaches the optimizer as a non-finite gradient at w and the
+    `LossScaleOptimizer` skips the step); the pass starts from the *same*
+    non-trainable state as the split's unperturbed one (same dropout mask), and its
+    state (batch-norm updates, metrics) is dropped.
+    """
+    summed = unperturbed_summed = None
+    parts = _parts(sam, data)
+    for (part, share, nonempty), gradients, start in zip(
+        parts, passes.gradients, passes.starts
+    ):
         finite = all_finite(gradients)
         epsilon = sharpness_aware_perturbation(
             [g / ops.cast(loss_scale, g.dtype) for g in gradients],
@@ -244,29 +281,15 @@ def sharpness_aware_gradients(
             w + ops.where(finite, e, ops.zeros_like(e))
             for w, e in zip(trainable, epsilon)
         ]
-        perturbed = _scaled_loss(
-            sam, part_x, part_y, part_weight, loss_scale, non_trainable, metrics
-        )
+        perturbed = _scaled_loss(sam, *part, loss_scale, start, metrics)
         _, perturbed_gradients = value_and_grad(perturbed, perturbed_weights)
         perturbed_gradients = _fill_none(perturbed_gradients, trainable)
         if share is not None:
             perturbed_gradients = _share_of(perturbed_gradients, share, nonempty)
-            [part_loss] = _share_of([part_loss], share, nonempty)
+            gradients = _share_of(gradients, share, nonempty)
         summed = _accumulate(summed, perturbed_gradients)
-        if keep_unperturbed:
-            if share is not None:
-                gradients = _share_of(gradients, share, nonempty)
-            unperturbed_summed = _accumulate(unperturbed_summed, gradients)
-        loss = part_loss if loss is None else loss + part_loss
-        # The perturbed pass' state is dropped; the next split continues from the
-        # unperturbed one (an empty split, possible only at run time, changes none).
-        non_trainable = _masked(nonempty, next_non_trainable, non_trainable)
-        metrics = _masked(nonempty, next_metrics, metrics)
-        predictions.append(y_pred)
-    y_pred = predictions[0] if len(predictions) == 1 else _concatenate(predictions)
-    return SamGradients(
-        summed, non_trainable, metrics, loss, y_pred, unperturbed_summed
-    )
+        unperturbed_summed = _accumulate(unperturbed_summed, gradients)
+    return summed, unperturbed_summed
 
 
 def _share_of(tensors: Sequence[Any], share: Any, nonempty: Any) -> list:
@@ -283,71 +306,68 @@ def _fill_none(gradients: Sequence[Any], weights: Sequence[Any]) -> list:
     return [ops.zeros_like(w) if g is None else g for g, w in zip(gradients, weights)]
 
 
-def efficient_sharpness_aware_gradients(
+def sharpness_step(
     sam: SharpnessAwareMinimization,
     value_and_grad: Callable,
-    trainable: list,
-    non_trainable: list,
-    metrics: list,
-    x: Any,
-    y: Any,
-    sample_weight: Any,
+    state: tuple,
+    data: tuple,
     loss_scale: Any,
-    iterations: Any,
+    passes: UnperturbedPasses | None = None,
 ) -> SamGradients:
-    """One step of SAM every `sam.interval`-th iteration, on the variables' values.
-
-    At the optimizer's iterations 0, k, 2k, … the step is `sharpness_aware_gradients`
-    (and, with LookSAM, the new g_v goes into the wrapper's direction variables'
-    slots of the returned non-trainable values); at the others one pass on the whole
-    batch gives g, applied as it is or as LookSAM's g + α (‖g‖/‖g_v‖) g_v. The choice
-    is a conditional (`lax.cond`, `tf.cond`, a Python `if` on PyTorch), so that only
-    the branch taken runs.
-    """
+    """One SAM step on `state` = (trainable, non-trainable, metrics values) and
+    `data` = (x, y, sample_weight): both passes (the first ones may be given, already
+    run), the perturbed gradients averaged over the splits; with LookSAM the new g_v
+    goes into the direction variables' places in the returned non-trainable values
+    (the last finite g_v is kept on a loss-scale overflow: the step is skipped and
+    retried at the same iteration)."""
+    trainable, non_trainable, metrics = state
+    if passes is None:
+        passes = unperturbed_passes(sam, value_and_grad, *state, data, loss_scale)
+    gradients, unperturbed = perturbed_passes(
+        sam, value_and_grad, trainable, passes, metrics, data, loss_scale
+    )
+    values = list(passes.non_trainable_values)
     indices = sam._direction_indices()
-    directions = [non_trainable[i] for i in indices]
-
-    def sharpness_step():
-        result = sharpness_aware_gradients(
-            sam, value_and_grad, trainable, non_trainable, metrics,
-            x, y, sample_weight, loss_scale, keep_unperturbed=bool(directions),
-        )  # fmt: skip
-        values = list(result.non_trainable_values)
-        if directions:
-            gradients, sam_gradients = (
-                [g / ops.cast(loss_scale, g.dtype) for g in tensors]
-                for tensors in (result.unperturbed_gradients, result.gradients)
-            )
-            # A loss-scale overflow keeps the last finite g_v (the step is skipped
-            # and retried at the same iteration).
-            finite = ops.logical_and(all_finite(gradients), all_finite(sam_gradients))
-            new = _masked(
-                finite, looksam_direction(gradients, sam_gradients), directions
-            )
-            for index, value in zip(indices, new):
-                values[index] = value
-        return (
-            result.gradients,
-            values,
-            result.metrics_values,
-            result.loss,
-            result.y_pred,
+    if indices:
+        plain, perturbed = (
+            [g / ops.cast(loss_scale, g.dtype) for g in tensors]
+            for tensors in (unperturbed, gradients)
         )
+        finite = ops.logical_and(all_finite(plain), all_finite(perturbed))
+        directions = [non_trainable[i] for i in indices]
+        new = _masked(finite, looksam_direction(plain, perturbed), directions)
+        for index, value in zip(indices, new):
+            values[index] = value
+    return SamGradients(
+        gradients, values, passes.metrics_values, passes.loss, passes.y_pred
+    )
 
-    def plain_step():
-        loss_function = _scaled_loss(
-            sam, x, y, sample_weight, loss_scale, non_trainable, metrics
-        )
-        (_, (loss, y_pred, values, new_metrics)), gradients = value_and_grad(
-            loss_function, trainable
-        )
-        gradients = _fill_none(gradients, trainable)
-        if directions:
-            gradients = looksam_gradient(gradients, directions, sam.looksam_alpha)
-        return gradients, list(values), new_metrics, loss, y_pred
 
-    is_sharpness_step = ops.equal(ops.mod(iterations, sam.interval), 0)
-    return SamGradients(*ops.cond(is_sharpness_step, sharpness_step, plain_step))
+def step_between(
+    sam: SharpnessAwareMinimization,
+    value_and_grad: Callable,
+    state: tuple,
+    data: tuple,
+    loss_scale: Any,
+) -> SamGradients:
+    """A step between SAM steps: one pass on the whole batch gives g, applied as it
+    is or as LookSAM's g + α (‖g‖/‖g_v‖) g_v."""
+    trainable, non_trainable, metrics = state
+    function = _scaled_loss(sam, *data, loss_scale, non_trainable, metrics)
+    (_, (loss, y_pred, values, new_metrics)), gradients = value_and_grad(
+        function, trainable
+    )
+    gradients = _fill_none(gradients, trainable)
+    indices = sam._direction_indices()
+    if indices:
+        directions = [non_trainable[i] for i in indices]
+        gradients = looksam_gradient(gradients, directions, sam.looksam_alpha)
+    return SamGradients(gradients, list(values), new_metrics, loss, y_pred)
+
+
+def is_sharpness_step(sam: SharpnessAwareMinimization, iterations: Any) -> Any:
+    """Whether the optimizer's iteration t takes the SAM step: t mod k = 0."""
+    return ops.equal(ops.mod(iterations, sam.interval), 0)
 
 
 def train_step_gradients(
@@ -358,13 +378,19 @@ def train_step_gradients(
     loss_scale: Any,
     iterations: Any,
 ) -> SamGradients:
-    """What the optimizer applies this step, for any `interval`: the train steps of
-    every backend call this with `state` = (trainable, non-trainable, metrics values)
-    and `data` = (x, y, sample_weight)."""
+    """What the optimizer applies this step, for any `interval`, on `state` =
+    (trainable, non-trainable, metrics values) and `data` = (x, y, sample_weight).
+
+    With `interval` > 1 the kind of step is a conditional (`lax.cond`, `tf.cond`, a
+    Python `if` on PyTorch), so that only the branch taken runs."""
     if sam.interval == 1:
-        return sharpness_aware_gradients(sam, value_and_grad, *state, *data, loss_scale)
-    return efficient_sharpness_aware_gradients(
-        sam, value_and_grad, *state, *data, loss_scale, iterations
+        return sharpness_step(sam, value_and_grad, state, data, loss_scale)
+    return SamGradients(
+        *ops.cond(
+            is_sharpness_step(sam, iterations),
+            lambda: tuple(sharpness_step(sam, value_and_grad, state, data, loss_scale)),
+            lambda: tuple(step_between(sam, value_and_grad, state, data, loss_scale)),
+        )
     )
 
 
@@ -600,6 +626,15 @@ class SharpnessAwareMinimization(keras.Model):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         return self.model(inputs, training=training)
+
+    def make_train_function(self, force: bool = False) -> Any:
+        # JAX, compiled: the backend module's own programs (see _sam_jax.py).
+        compiled = getattr(self._backend_step, "make_train_function", None)
+        if compiled is None or self.run_eagerly or not self.jit_compile:
+            return super().make_train_function(force)
+        if self.train_function is None or force:
+            self.train_function = compiled(self)
+        return self.train_function
 
     def train_step(self, *args: Any) -> Any:
         # TensorFlow and PyTorch call train_step(data), JAX train_step(state, data).
