@@ -542,8 +542,10 @@ class SharpnessAwareMinimization(keras.Model):
         - `tf.distribute` (MirroredStrategy and the like): each replica perturbs with
           the gradient of its own shard (google-research/sam's default); only the
           perturbed gradients are all-reduced, by the optimizer, as in a plain step.
-          LookSAM's g_v is the mean of the replicas' g_v (a mean-aggregated
-          variable), and each replica adds it to its own shard's g. On JAX the train
+          LookSAM's g_v is the mean of the replicas' g_v (each from its own
+          shard), and each replica adds it to its own shard's g. (Keras divides
+          each replica's loss by the number of replicas R, so the stored g_v is that
+          mean over R; only its direction enters the update.) On JAX the train
           step sees the global batch, so with `keras.distribution` the perturbation
           (and g_v) uses the global gradient; g_v is replicated, not sharded.
         - Loss scaling (`mixed_float16`, `LossScaleOptimizer`, `loss_scale_factor`):
@@ -599,7 +601,9 @@ class SharpnessAwareMinimization(keras.Model):
 
     def _create_looksam_directions(self) -> None:
         """LookSAM's g_v, one variable per trainable weight (none without LookSAM):
-        state saved with the weights, mean-aggregated under `tf.distribute`."""
+        state saved with the weights. Mean-aggregated, so that writing back the
+        same value at the steps between SAM steps leaves it unchanged under
+        `tf.distribute`."""
         if self.looksam_alpha is None or self.interval == 1:
             return
         if self._looksam_directions:
