@@ -8,6 +8,7 @@ loop over the same batches; the intervals are `protocol.mean_interval`'s, tested
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -67,6 +68,38 @@ def test_the_fit_minimizes_the_log_squared_error_of_noisy_points():
 def test_the_fit_refuses_bad_points(sizes, steps, name):
     with pytest.raises(ValueError, match=name):
         cb.fit_critical_batch(sizes, steps)
+
+
+# --- the noise scale on a finite training set ---------------------------------------
+
+
+def test_finite_population_correction_recovers_the_exact_population_values():
+    rng = np.random.default_rng(1)
+    population = rng.normal(0.3, 1.0, size=(8, 3))  # N = 8 per-example gradients
+    n = len(population)
+    mean = population.mean(axis=0)
+    trace = np.sum(population.var(axis=0))  # tr(Σ), Σ divided by N
+    small, big = 2, 4
+
+    # Exact E|G_B|² over every batch of B distinct examples, by enumeration.
+    def expected(b):
+        norms = [
+            np.sum(population[list(batch)].mean(axis=0) ** 2)
+            for batch in itertools.combinations(range(n), b)
+        ]
+        return np.mean(norms)
+
+    small_sq, big_sq = expected(small), expected(big)
+    # What GradientNoiseScale's independent-example estimator makes of them.
+    iid_norm = (big * big_sq - small * small_sq) / (big - small)
+    iid_trace = (small_sq - big_sq) / (1 / small - 1 / big)
+    norm, corrected = cb.finite_population_estimates(iid_norm, iid_trace, small, big, n)
+    assert norm == pytest.approx(np.sum(mean**2), rel=1e-12)
+    assert corrected == pytest.approx(trace, rel=1e-12)
+    # With an endless population the correction vanishes.
+    assert cb.finite_population_estimates(0.5, 2.0, 16, 256, 10**15) == pytest.approx(
+        (0.5, 2.0), rel=1e-9
+    )
 
 
 # --- the loss -------------------------------------------------------------
@@ -188,9 +221,10 @@ def test_the_quick_run_writes_its_files_in_the_schema(quick_run):
     assert result["fit"]["E_min"] == pytest.approx(
         result["fit"]["S_min"] * result["fit"]["B_crit"], rel=1e-12
     )
-    scales = [v for run in result["runs"] for v in run["gradient_noise_scale"]]
+    traces = [v for run in result["runs"] for v in run["gradient_noise_trace"]]
+    norms = [v for run in result["runs"] for v in run["gradient_squared_norm"]]
     assert result["gradient_noise_scale"]["B_simple"] == pytest.approx(
-        np.mean(scales), rel=1e-12
+        np.mean(traces) / np.mean(norms), rel=1e-12
     )
     assert result["protocol"]["tuning_seeds"] == [1000]
     assert result["protocol"]["seeds"] == [0, 1]

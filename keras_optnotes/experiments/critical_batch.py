@@ -90,7 +90,7 @@ TABLE_COLUMNS = (
     "steps to target, mean [95% CI]",
     "examples to target, mean",
     "fitted steps",
-    "B_simple at target, mean",
+    "B_simple at target (pooled)",
     "seeds reaching target",
 )
 
@@ -276,8 +276,8 @@ class NoiseMeasurement:
     """The simple noise scale at one set of weights.
 
     Attributes:
-        squared_norm: mean over the measurements of the |G|² estimates.
-        trace: mean over the measurements of the tr(Σ) estimates.
+        squared_norm: |G|², from the mean of the measurements' estimates.
+        trace: tr(Σ), from the mean of the measurements' estimates.
         measurements: how many independent big batches were drawn.
     """
 
@@ -419,13 +419,54 @@ def _TargetWatch(trainer, target):  # noqa: N802 - a class, lazily
     return _target_watch_class()(trainer, target)
 
 
+def finite_population_estimates(
+    squared_norm: float,
+    trace: float,
+    small_batch_size: int,
+    big_batch_size: int,
+    population: int,
+) -> tuple[float, float]:
+    """`GradientNoiseScale`'s |G|² and tr(Σ), corrected for a finite training set.
+
+    The callback's estimator assumes independent examples: E|G_B|² = |G|² + tr(Σ)/B.
+    Batches drawn without replacement from N examples have E|G_B|² = |G|² +
+    a_B tr(Σ) with a_B = (N − B) / ((N − 1) B) (Σ the covariance of the N per-example
+    gradients, divided by N). The callback's two estimates are the exact solution of
+    the independent-example equations, so |G_B|² = |G|²_iid + tr(Σ)_iid / B for both
+    batch sizes; this re-solves the same two equations with a_B:
+
+        tr(Σ) = (|G_small|² − |G_big|²) / (a_small − a_big),
+        |G|²  = |G_big|² − a_big tr(Σ).
+
+    Args:
+        squared_norm: the callback's |G|² estimate (or a mean of them).
+        trace: the callback's tr(Σ) estimate (or a mean of them).
+        small_batch_size: B_small.
+        big_batch_size: B_big.
+        population: N, the examples the batches are drawn from (≥ B_big).
+
+    Returns:
+        `(squared_norm, trace)`, corrected.
+    """
+    small, big, n = small_batch_size, big_batch_size, population
+    small_sq = squared_norm + trace / small
+    big_sq = squared_norm + trace / big
+
+    def a(b):
+        return (n - b) / ((n - 1) * b)
+
+    corrected_trace = (small_sq - big_sq) / (a(small) - a(big))
+    return big_sq - a(big) * corrected_trace, corrected_trace
+
+
 def _measure_noise(
     trainer: _Trainer, seed: int, small: int, big: int, measurements: int
 ) -> NoiseMeasurement:
     """B_simple's parts at the trainer's current weights, by `GradientNoiseScale`.
 
     With `ema=0` every record of the callback is one raw big-batch estimate; their
-    means are taken here, so B_simple = mean tr(Σ) / mean |G|².
+    means are taken here and corrected for drawing from a finite training set
+    (`finite_population_estimates`), so B_simple = tr(Σ) / |G|² of the means.
     """
     from keras_optnotes.callbacks import GradientNoiseScale
 
@@ -439,12 +480,15 @@ def _measure_noise(
     noise.set_model(trainer.model)
     for _ in range(measurements):
         noise.measure()
+    squared_norm, trace = finite_population_estimates(
+        float(np.mean([m["gradient_squared_norm"] for m in noise.measurements])),
+        float(np.mean([m["gradient_noise_trace"] for m in noise.measurements])),
+        small,
+        big,
+        len(trainer.x),
+    )
     return NoiseMeasurement(
-        squared_norm=float(
-            np.mean([m["gradient_squared_norm"] for m in noise.measurements])
-        ),
-        trace=float(np.mean([m["gradient_noise_trace"] for m in noise.measurements])),
-        measurements=measurements,
+        squared_norm=squared_norm, trace=trace, measurements=measurements
     )
 
 
@@ -487,6 +531,10 @@ class BatchSizeResult:
     def noise_scales(self) -> list[float]:
         """B_simple at the target of each report run that measured it."""
         return [r.noise.noise_scale for r in self.runs if r.noise is not None]
+
+    def pooled_noise_scale(self) -> float | None:
+        """mean tr(Σ) / mean |G|² over the report runs that measured it."""
+        return _pooled([r.noise for r in self.runs if r.noise is not None])
 
 
 @dataclass(frozen=True)
@@ -540,8 +588,33 @@ class CriticalBatchExperiment:
         raise KeyError(f"batch size {batch_size} was not run; run: {sizes}")
 
     def noise_scale(self) -> Interval | None:
-        """B_simple over every report run that measured it: mean and 95 % interval."""
-        return _interval([v for b in self.batches for v in b.noise_scales()])
+        """B_simple pooled over every report run, mean tr(Σ) / mean |G|², with the
+        95 % t-interval of the same ratio pooled seed by seed (`Interval.mean` is
+        the pooled ratio; no interval unless every seed's pooled |G|² is > 0)."""
+        measured = [r.noise for b in self.batches for r in b.runs if r.noise]
+        pooled = _pooled(measured)
+        if pooled is None:
+            return None
+        per_seed = [
+            _pooled(
+                [
+                    r.noise
+                    for b in self.batches
+                    for r in b.runs
+                    if r.seed == seed and r.noise
+                ]
+            )
+            for seed in self.seeds
+        ]
+        per_seed = [v for v in per_seed if v is not None]
+        if len(per_seed) < 2 or any(v <= 0 for v in per_seed):
+            nan = math.nan
+            return Interval(pooled, nan, nan, nan, len(measured))
+        spread = mean_interval(per_seed)
+        half = spread.high - spread.mean
+        return Interval(
+            pooled, pooled - half, pooled + half, spread.standard_error, len(per_seed)
+        )
 
     def critical_batch_interval(self) -> Interval | None:
         """B_crit over the per-seed fits: mean and 95 % t-interval."""
@@ -552,7 +625,7 @@ class CriticalBatchExperiment:
         rows = []
         for result in self.batches:
             steps = _interval(result.reached_steps())
-            noise = _interval(result.noise_scales())
+            noise = result.pooled_noise_scale()
             rows.append(
                 [
                     result.batch_size,
@@ -562,7 +635,7 @@ class CriticalBatchExperiment:
                     None
                     if self.fit is None
                     else float(self.fit.steps(result.batch_size)),
-                    None if noise is None else noise.mean,
+                    noise,
                     f"{len(result.reached_steps())}/{len(result.runs)}",
                 ]
             )
@@ -598,6 +671,7 @@ class CriticalBatchExperiment:
                         for r in result.runs
                     ],
                     "final_train_loss": [r.final_loss for r in result.runs],
+                    "gradient_noise_scale_pooled": result.pooled_noise_scale(),
                 }
             )
         noise = self.noise_scale()
@@ -636,9 +710,23 @@ class CriticalBatchExperiment:
                 "measurements_per_run": self.noise_measurements,
                 "where": "the weights at which each report run first reached the "
                 "target",
+                "estimator": "GradientNoiseScale's |G|^2 and tr(Sigma), averaged over "
+                "the measurements, corrected for sampling without replacement from "
+                "the training set; B_simple = mean tr(Sigma) / mean |G|^2 over the "
+                "report runs; ci95 from the same ratio pooled seed by seed",
             },
             "wall_clock_s": self.seconds,
         }
+
+
+def _pooled(measurements: Sequence[NoiseMeasurement]) -> float | None:
+    """mean tr(Σ) / mean |G|² (the ratio of means, as McCandlish et al. average
+    the two before dividing); `None` without measurements or with mean |G|² ≤ 0."""
+    if not measurements:
+        return None
+    norm = float(np.mean([m.squared_norm for m in measurements]))
+    trace = float(np.mean([m.trace for m in measurements]))
+    return trace / norm if norm > 0 else None
 
 
 def _to_dict(interval: Interval | None) -> dict | None:
