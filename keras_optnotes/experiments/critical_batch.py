@@ -24,8 +24,9 @@ the learning rate that reaches the target in the fewest steps.
    is ≤ `target_loss`. A run that has not reached it after `max_steps` steps, or whose
    loss is not finite, has no step count (`None`).
 2. **Learning rate per batch size**, by the fewest steps, as Shallue et al. do: every
-   value of one grid is run on the *tuning* seeds (`protocol.make_seeds`), and the value with the lowest mean
-   steps to target (all tuning seeds reaching it) is chosen. A run stops as soon as
+   value of one grid is run on the *tuning* seeds (`protocol.make_seeds`), and the
+   value with the lowest mean steps to target (all tuning seeds reaching it) is
+   chosen. A run stops as soon as
    its value can no longer win (its steps so far already exceed
    n · best mean − the other seeds' steps), which changes nothing in the choice.
 3. **Report** runs at the chosen rate on fresh seeds (different initial weights and
@@ -36,15 +37,16 @@ the learning rate that reaches the target in the fewest steps.
    for an interval on B_crit.
 5. **Gradient noise scale** at the point each report run reached the target, by
    `keras_optnotes.callbacks.GradientNoiseScale`: several independent big-batch
-   measurements of |G|² and tr(Σ) at the run's final weights, B_simple = mean tr(Σ) /
-   mean |G|².
+   measurements of |G|² and tr(Σ) at the run's final weights, averaged and corrected
+   for drawing from a finite training set (`finite_population_estimates`); over the
+   runs, B_simple = mean tr(Σ) / mean |G|².
 
 Example:
 
 >>> from keras_optnotes import data  # doctest: +SKIP
 >>> from keras_optnotes.experiments.critical_batch import run_critical_batch
 >>> result = run_critical_batch(data.load("digits"), batch_sizes=(8, 64, 512))
->>> result.fit.critical_batch_size, result.noise_scale.mean
+>>> result.fit.critical_batch_size, result.noise_scale().mean
 
 References:
     McCandlish, Kaplan, Amodei, OpenAI Dota Team, "An empirical model of large-batch
@@ -609,7 +611,7 @@ class CriticalBatchExperiment:
         per_seed = [v for v in per_seed if v is not None]
         if len(per_seed) < 2 or any(v <= 0 for v in per_seed):
             nan = math.nan
-            return Interval(pooled, nan, nan, nan, len(measured))
+            return Interval(pooled, nan, nan, nan, len(per_seed))
         spread = mean_interval(per_seed)
         half = spread.high - spread.mean
         return Interval(
