@@ -365,6 +365,20 @@ def test_mirrored_strategy_looksam_per_replica(data):
     assert_close([np.asarray(w) for w in result["trained"]], weights, TOLERANCE)
 
 
+@pytest.mark.slow
+def test_data_parallel_on_two_devices_equals_one_device():
+    """JAX's `keras.distribution.DataParallel` on 2 host devices: SAM, LookSAM every
+    2nd step and the interval with m-sharpness train to the single-device weights
+    (float64, to 1e-13: the global batch is the same, only the reductions are split)."""
+    if keras.backend.backend() != "jax":
+        pytest.skip("keras.distribution runs on JAX")
+    result = run_script(HERE / "processes" / "sam_data_parallel.py")
+    assert result["devices"] == 2
+    for name in ("sam", "looksam", "interval_splits"):
+        assert result[name]["difference"] < 1e-13, name
+        assert result[name]["moved"] > 1e-3, name
+
+
 # ---- construction ------------------------------------------------------------------
 
 
