@@ -6,6 +6,15 @@
 2. λ_max of a ~100k-parameter CNN: wall time, with compilation and without.
 3. The overhead of `GradientNoiseScale(every_n_steps=10)` on `model.fit`
    (target: at most 10 %).
+4. One Hessian-vector product of the package (each method the backend has, and the
+   default) against a plain double back-propagation written here on the same Keras
+   model, weights, batch and vector: on PyTorch PyHessian's
+   (`torch.autograd.grad(..., create_graph=True)`, then the gradient of the
+   gradient with `grad_outputs=v`; target ≤ 1.0×), on TensorFlow two nested
+   `GradientTape`s in a `tf.function`, on JAX `jax.grad` of ⟨∇f, v⟩, jitted. The
+   timings alternate between the variants, repeat after repeat, so that a change
+   of load on a shared machine hits all of them alike; medians. `--threads 1` as
+   in the issue's measurement.
 
 Run: `KERAS_BACKEND=tensorflow|jax|torch python benchmarks/diagnostics.py` (the backend
 is read from KERAS_BACKEND; `--quick` for smaller sizes). The data are random images
@@ -174,13 +183,143 @@ def noise_scale_overhead(samples: int, epochs: int) -> None:
     )
 
 
+def _double_backward_reference(model, x, y, vectors):
+    """A plain double back-propagation H v on this backend, outside the package."""
+
+    def loss_of(y_pred):
+        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, y_pred))
+
+    if BACKEND == "torch":
+        import torch
+
+        parameters = [v.value for v in model.trainable_variables]
+
+        def pyhessian():  # PyHessian's hessian_vector_product, on the Keras model
+            loss = loss_of(model(x, training=False))
+            gradients = torch.autograd.grad(loss, parameters, create_graph=True)
+            return torch.autograd.grad(
+                gradients, parameters, grad_outputs=vectors, retain_graph=False
+            )
+
+        return pyhessian
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        watched = [v.value for v in model.trainable_variables]
+
+        @tf.function
+        def nested_tapes():
+            with tf.GradientTape() as outer:
+                with tf.GradientTape() as inner:
+                    loss = loss_of(model(x, training=False))
+                gradients = inner.gradient(loss, watched)
+                product = tf.add_n(
+                    [tf.reduce_sum(g * v) for g, v in zip(gradients, vectors)]
+                )
+            return outer.gradient(product, watched)
+
+        return lambda: [t.numpy() for t in nested_tapes()]
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss(values):
+        y_pred, _ = model.stateless_call(values, non_trainable, x, training=False)
+        return loss_of(y_pred)
+
+    def inner_product(values):
+        gradients = jax.grad(loss)(values)
+        return sum(jax.numpy.vdot(g, v) for g, v in zip(gradients, vectors))
+
+    reverse_over_reverse = jax.jit(jax.grad(inner_product))
+    return lambda: jax.block_until_ready(reverse_over_reverse(trainable))
+
+
+def hvp_against_double_backward(batch: int, repeats: int) -> None:
+    x, y = data(batch)
+    model = cnn()
+    operator = HessianOperator(model, (x, y), batch_size=batch)
+    tx, ty = operator.batches.first[:2]
+    vector = np.random.default_rng(0).normal(size=operator.size)
+    pieces = [
+        keras.ops.convert_to_tensor(p.astype(v.dtype))
+        for p, v in zip(operator.unflatten(vector), model.trainable_variables)
+    ]
+    reference = _double_backward_reference(model, tx, ty, pieces)
+    expected = np.concatenate(
+        [np.ravel(keras.ops.convert_to_numpy(t)) for t in reference()]
+    )
+    variants = {"default": lambda: operator.matvec(vector)}
+    for label, functions in _methods(model):
+        tensor = functions.vector(vector)
+        variants[label] = lambda f=functions, t=tensor: f.hvp(tx, ty, None, t)
+    variants["double back-propagation written here (reference)"] = reference
+    times = {label: [] for label in variants}
+    for label, function in variants.items():
+        result = function()  # trace / compile / warm up
+        if label != "double back-propagation written here (reference)":
+            error = np.linalg.norm(result - expected) / np.linalg.norm(expected)
+            print(f"  {label}: relative difference from the reference {error:.1e}")
+    for _ in range(repeats):
+        for label, function in variants.items():
+            start = time.perf_counter()
+            function()
+            times[label].append(time.perf_counter() - start)
+    base = statistics.median(times["double back-propagation written here (reference)"])
+    print(f"  default method: {operator.hvp_method}")
+    for label, values in times.items():
+        median = statistics.median(values)
+        print(
+            f"  {label}: {1e3 * median:8.1f} ms   {median / base:5.3f}x the reference"
+            f"   (batch {batch}, {operator.size:,} weights, median of {repeats})"
+        )
+
+
+def _methods(model):
+    """(label, batch functions) for each H v method of this backend, no XLA."""
+    loss = loss_function(model, None)
+    if BACKEND == "jax":
+        from keras_optnotes.diagnostics._backend import jax as backend
+
+        return [
+            (
+                backend.FORWARD_OVER_REVERSE,
+                backend.BatchFunctions(model, loss, False, None),
+            )
+        ]
+    if BACKEND == "tensorflow":
+        from keras_optnotes.diagnostics._backend import tensorflow as backend
+    else:
+        from keras_optnotes.diagnostics._backend import torch as backend
+    return [
+        (method, backend.BatchFunctions(model, loss, False, False, method))
+        for method in (backend.FORWARD_OVER_REVERSE, backend.DOUBLE_BACKWARD)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument(
-        "--only", type=int, choices=(1, 2, 3), help="run one of the three parts"
+        "--only", type=int, choices=(1, 2, 3, 4), help="run one of the four parts"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="intra-op threads (PyTorch, TensorFlow)"
+    )
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[64, 512], help="batch sizes of part 4"
     )
     args = parser.parse_args()
+    if args.threads and BACKEND == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    elif args.threads and BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"Keras {keras.__version__}, backend {BACKEND}, {os.cpu_count()} CPU cores")
     if args.only in (None, 1):
         print("1. Hessian-vector product / gradient, same batch:")
@@ -191,6 +330,10 @@ def main() -> None:
     if args.only in (None, 3):
         print("3. GradientNoiseScale overhead in fit:")
         noise_scale_overhead(1280 if args.quick else 5120, 1 if args.quick else 2)
+    if args.only in (None, 4):
+        print("4. Hessian-vector product against a plain double back-propagation:")
+        for batch in args.batch:
+            hvp_against_double_backward(batch, 5 if args.quick else 15)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from keras_optnotes.diagnostics import (
 
 BACKEND = keras.backend.backend()
 HVP_METHODS = {
-    "tensorflow": "forward-over-reverse",
+    "tensorflow": "double back-propagation",
     "jax": "forward-over-reverse",
-    "torch": "forward-over-reverse",
+    "torch": "double back-propagation",
 }
 MSE64 = keras.losses.MeanSquaredError(dtype="float64")
 
@@ -110,7 +110,7 @@ def test_hvp_forced_xla_matches_closed_form(regression):
 
 @pytest.mark.skipif(BACKEND == "jax", reason="JAX has one method: jvp of grad")
 def test_forward_over_reverse_equals_double_backward(mlp):
-    """The fast path (forward-over-reverse) beside the plain one it must equal."""
+    """Forward-over-reverse beside double back-propagation (the default here)."""
     import importlib
 
     from keras_optnotes.diagnostics.operators import loss_function
@@ -118,7 +118,9 @@ def test_forward_over_reverse_equals_double_backward(mlp):
     backend = importlib.import_module(f"keras_optnotes.diagnostics._backend.{BACKEND}")
     model, x, y, _ = mlp
     loss = loss_function(model, squared_error)
-    forward = backend.BatchFunctions(model, loss, False, False)
+    forward = backend.BatchFunctions(
+        model, loss, False, False, backend.FORWARD_OVER_REVERSE
+    )
     double = backend.BatchFunctions(model, loss, False, False, backend.DOUBLE_BACKWARD)
     tx, ty = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     v = np.random.default_rng(10).normal(size=sum(forward.sizes))

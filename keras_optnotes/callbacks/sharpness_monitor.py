@@ -23,8 +23,7 @@ class SharpnessMonitor(LogProducer):
     written into the logs (hence `history.history`) as `hessian_top_eigenvalue`.
     With `trace_samples ≥ 2`, Hutchinson's estimate of tr H is logged as
     `hessian_trace`. Epochs without a measurement log `nan`, so every history list
-    has one entry per epoch. The Hessian-vector product (forward-over-reverse on
-    every backend; see `HessianOperator`)
+    has one entry per epoch. The Hessian-vector product (see `HessianOperator`)
     is traced once for the whole run. Every result is also kept in `self.results`
     as `(epoch, result)`.
 

@@ -156,11 +156,18 @@ class HessianOperator:
     The trainable variables of the model are seen as one flat vector θ of `size`
     entries (in the order of `model.trainable_variables`, each flattened in C order).
     `matvec(v)` returns H v with H = ∇²f(θ), never forming H, on every backend
-    (`hvp_method` says how): forward-over-reverse on TensorFlow
-    (`tf.autodiff.ForwardAccumulator` over the gradient's `GradientTape`), JAX
-    (`jax.jvp` of `jax.grad` of the stateless loss) and PyTorch (`torch.func.jvp` of
-    `torch.func.grad`), with double back-propagation where an op of the model has
-    no forward-mode rule (TensorFlow, PyTorch).
+    (`hvp_method` says how), with the method measured fastest there
+    (`benchmarks/diagnostics.py`): double back-propagation ∇⟨∇f(θ), v⟩ on
+    TensorFlow (nested `GradientTape`s) and PyTorch (`torch.autograd.grad` with
+    `create_graph=True`, as PyHessian), forward-over-reverse on JAX (`jax.jvp` of
+    `jax.grad` of the stateless loss). An `Embedding`'s sparse gradient is made
+    dense in the product (TensorFlow); scaled-dot-product attention runs on its math
+    kernel in it (PyTorch).
+
+    The model's variables are never changed: every forward pass runs in a Keras
+    `StatelessScope`, so with `training=True` batch normalization's moving
+    statistics and the dropout seed stay as they are (and every product draws the
+    same dropout mask, so that H is one matrix).
 
     On TensorFlow and JAX the three functions (loss, loss and gradient,
     Hessian-vector product) are traced once per batch shape and reused: the vector
@@ -315,9 +322,9 @@ def hessian_vector_product(
     """The product of the loss Hessian with a vector, H v, without forming H.
 
     H = ∇²f(θ) is the Hessian of the training loss f (see the module docstring) at the
-    model's current weights θ; H v = ∂/∂t ∇_θ f(θ + t v) at t = 0, by
-    forward-over-reverse differentiation, or by double back-propagation,
-    ∇_θ ⟨∇_θ f(θ), v⟩, where an op has no forward-mode rule (see `HessianOperator`). Over
+    model's current weights θ; H v = ∂/∂t ∇_θ f(θ + t v) at t = 0 = ∇_θ ⟨∇_θ f(θ), v⟩,
+    by double back-propagation (TensorFlow, PyTorch) or forward-over-reverse
+    differentiation (JAX), see `HessianOperator`. Over
     several batches, H v is the batch-size-weighted average of the per-batch
     products.
 

@@ -13,10 +13,15 @@ How each backend computes H v:
 - JAX: forward-over-reverse, `jax.jvp` of `jax.grad` of the loss as a pure function of
   the trainable and non-trainable values (Keras' `StatelessScope`, as
   `model.stateless_call`), jitted.
-- PyTorch: forward-over-reverse, `torch.func.jvp` of `torch.func.grad` of the loss as
-  a pure function of the trainable values (the same `StatelessScope`), eager; double
-  back-propagation (`torch.autograd.grad(create_graph=True)`) where an op does not
-  support `torch.func`.
+- PyTorch: double back-propagation (`torch.autograd.grad(create_graph=True)`, then
+  the gradient of ⟨∇f, v⟩), eager, as PyHessian does: measured faster than
+  forward-over-reverse (`torch.func.jvp` of `torch.func.grad`, kept as an option)
+  in `benchmarks/diagnostics.py`. Scaled-dot-product attention runs on its math
+  kernel during the product (the fused kernels have no second derivative).
+
+Every forward pass of the diagnostics runs in a Keras `StatelessScope`: what the
+model assigns in it (batch normalization's moving statistics and the dropout seed in
+training mode, the loss trackers) is dropped, never written to the model.
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
 """The loss, gradient and Hessian-vector product of one batch on the TensorFlow backend.
 
-`tf.function`s over the model's variables; the Hessian-vector product is
-forward-over-reverse: a `tf.autodiff.ForwardAccumulator` carrying the tangent v
-through the `GradientTape` that computes the gradient, so H v is the directional
-derivative of the gradient, ∂/∂t ∇f(θ + t v) at t = 0 (Pearlmutter's R-operator).
-Where an op of the model has no forward-mode rule the product falls back to double
-back-propagation, ∇⟨∇f(θ), v⟩.
+`tf.function`s over the model's variables. H v is double back-propagation by
+default, ∇⟨∇f(θ), v⟩ with two nested `GradientTape`s: measured as fast as or faster
+than forward-over-reverse on a CNN (`benchmarks/diagnostics.py`), and it traces once
+where forward-over-reverse has to fail first (recurrent layers' loops have no
+forward-mode rule). Forward-over-reverse stays available
+(`method=FORWARD_OVER_REVERSE`): a `tf.autodiff.ForwardAccumulator` carrying the
+tangent v through the `GradientTape` that computes the gradient, so H v is the
+directional derivative of the gradient, ∂/∂t ∇f(θ + t v) at t = 0 (Pearlmutter's
+R-operator), falling back to double back-propagation where an op has no
+forward-mode rule. Sparse gradients (an `Embedding`'s `tf.IndexedSlices`) are made
+dense first. Every forward pass runs in a `StatelessScope`, so the model's
+variables are never written.
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ class BatchFunctions(BatchFunctionsBase):
         self.loss_fn = _Compiled(self._batch_loss, plain)
         self.gradient_fn = _Compiled(self._batch_loss_and_gradient, plain)
         self._jit_compile = jit_compile
-        self._set_method(method or FORWARD_OVER_REVERSE)
+        self._set_method(method or DOUBLE_BACKWARD)
 
     def _set_method(self, method):
         body = (

@@ -1,13 +1,16 @@
 """The loss, gradient and Hessian-vector product of one batch on the PyTorch backend.
 
 Keras' torch variables hold `torch.nn.Parameter`s; the model runs eagerly on them.
-H v is forward-over-reverse, `torch.func.jvp` of `torch.func.grad` of the loss as a
-pure function of the trainable values (the forward pass and the loss in one Keras
-`StatelessScope` mapping the variables to them, as on JAX). Where an op of the model
-does not support `torch.func`'s transforms, it falls back to double
-back-propagation: the gradient with `create_graph=True`, then the vector-Jacobian
-product of the gradient with v (H is symmetric, so vᵀH = (Hv)ᵀ). Nothing is compiled
-(`jit_compile=True` is refused before: torch has no XLA).
+H v is double back-propagation by default, as PyHessian computes it: the gradient
+with `create_graph=True`, then the vector-Jacobian product of the gradient with v
+(H is symmetric, so vᵀH = (Hv)ᵀ). It was measured faster than forward-over-reverse
+(`torch.func.jvp` of `torch.func.grad` of the loss as a pure function of the
+trainable values, in a Keras `StatelessScope` mapping the variables to them, as on
+JAX), which stays available (`method=FORWARD_OVER_REVERSE`) and falls back to double
+back-propagation where an op does not support `torch.func`
+(`benchmarks/diagnostics.py`, part 4). Every forward pass runs in a `StatelessScope`,
+so the model's variables are never written. Nothing is compiled (`jit_compile=True`
+is refused before: torch has no XLA).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class BatchFunctions(BatchFunctionsBase):
 
     def __init__(self, model, loss_function, training, jit_compile, method=None):
         super().__init__(model, loss_function, training)
-        self.hvp_method = method or FORWARD_OVER_REVERSE
+        self.hvp_method = method or DOUBLE_BACKWARD
 
     def _parameters(self):
         return [v.value for v in self.variables]
