@@ -70,6 +70,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import _common
@@ -165,9 +166,16 @@ def verdict(result) -> str:
         text += f"; fitted seed by seed, B_crit = {critical.format(digits=1)} (95 % CI)"
     text += ". "
     if noise is not None:
+        interval = (
+            ""
+            if math.isnan(noise.low)
+            else f" (95 % CI over the {noise.count} seeds' pooled values: "
+            f"{noise.low:.1f} to {noise.high:.1f})"
+        )
         text += (
-            f"B_simple at the target: {noise.format(digits=1)} (mean [95 % CI] over "
-            f"{noise.count} runs), {noise.mean / fit.critical_batch_size:.1f}× B_crit. "
+            f"B_simple at the target, mean tr(Σ) / mean |G|² over the runs: "
+            f"{noise.mean:.1f}{interval}, {noise.mean / fit.critical_batch_size:.1f}× "
+            "B_crit. "
         )
     halves = [
         (
