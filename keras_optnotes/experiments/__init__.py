@@ -3,7 +3,8 @@
 Each module runs one experiment and returns a frozen result dataclass with its
 settings, its summary rows and its per-epoch curves; nothing here prints, parses
 arguments or writes files (the `keras-optnotes` commands and the tutorials do that).
-Importing this package does not import TensorFlow; running an experiment does.
+Importing this package does not import TensorFlow; running an experiment does so
+only on the TensorFlow backend.
 
 - `keras_optnotes.experiments.compare`: `rank_rules`, the update rules each tuned on
   validation and measured over seeds → `Ranking` (means with 95 % intervals, paired
