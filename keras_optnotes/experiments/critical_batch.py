@@ -73,8 +73,8 @@ if TYPE_CHECKING:
     from keras_optnotes.data import Split
 
 DEFAULT_BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512)
-# 0.05 to 1.6 in factors of √2: plain gradient descent on the digits MLP diverges above
-# about 1.2 at every batch size and crawls below 0.05 at the smallest one.
+# 0.05 to 1.6 in factors of √2, around the fastest rates a first trial found for plain
+# gradient descent on the digits MLP (0.2 at batch 8 to 0.8 at batch 512).
 DEFAULT_LEARNING_RATES = tuple(round(0.05 * 2 ** (k / 2), 6) for k in range(11))
 DEFAULT_TARGET_LOSS = 0.03
 DEFAULT_MAX_STEPS = 8000
