@@ -79,7 +79,10 @@ def _between(sam, state, data):
 def make_train_function(sam):
     """Keras' JAX `train_function` for a compiled SAM step: the programs above,
     the state donated to the one that returns it, sharded as Keras' own step under
-    `keras.distribution`."""
+    `keras.distribution`; None (Keras' own, with the step above) without
+    `jit_compile`."""
+    if not sam.jit_compile:
+        return None
     out_shardings = None
     if keras.distribution.distribution() is not None:
         out_shardings = (None, sam._get_state_sharding_spec())

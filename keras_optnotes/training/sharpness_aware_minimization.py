@@ -377,14 +377,18 @@ def train_step_gradients(
     data: tuple,
     loss_scale: Any,
     iterations: Any,
+    kind: bool | None = None,
 ) -> SamGradients:
     """What the optimizer applies this step, for any `interval`, on `state` =
     (trainable, non-trainable, metrics values) and `data` = (x, y, sample_weight).
 
-    With `interval` > 1 the kind of step is a conditional (`lax.cond`, `tf.cond`, a
+    `kind` True is a SAM step, False a step between; `None` decides from
+    `iterations`, with `interval` > 1 by a conditional (`lax.cond`, `tf.cond`, a
     Python `if` on PyTorch), so that only the branch taken runs."""
-    if sam.interval == 1:
+    if sam.interval == 1 or kind is True:
         return sharpness_step(sam, value_and_grad, state, data, loss_scale)
+    if kind is False:
+        return step_between(sam, value_and_grad, state, data, loss_scale)
     return SamGradients(
         *ops.cond(
             is_sharpness_step(sam, iterations),
@@ -401,10 +405,12 @@ def stateful_train_step(
     *,
     tracked_loss: Callable = lambda loss: loss,
     update_context: Callable = contextlib.nullcontext,
+    kind: bool | None = None,
 ) -> dict:
     """The train step for trainers that keep state in the variables (TensorFlow,
-    PyTorch): read the values, run both passes, then assign the unperturbed pass'
-    state and let the optimizer apply the perturbed gradient at w."""
+    PyTorch): read the values, run the passes, then assign the unperturbed pass'
+    state and let the optimizer apply the gradient at w (`kind` as in
+    `train_step_gradients`)."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     optimizer = sam.optimizer
     result = train_step_gradients(
@@ -418,6 +424,7 @@ def stateful_train_step(
         (x, y, sample_weight),
         optimizer.scale_loss(ops.ones((), "float32")),
         optimizer.iterations.value,
+        kind,
     )
     with update_context():
         for variable, value in zip(
@@ -632,13 +639,16 @@ class SharpnessAwareMinimization(keras.Model):
         return self.model(inputs, training=training)
 
     def make_train_function(self, force: bool = False) -> Any:
-        # JAX, compiled: the backend module's own programs (see _sam_jax.py).
-        compiled = getattr(self._backend_step, "make_train_function", None)
-        if compiled is None or self.run_eagerly or not self.jit_compile:
+        # Compiled on JAX and TensorFlow, the backend module's own functions, one per
+        # kind of step (see _sam_jax.py, _sam_tensorflow.py); None where it has none.
+        if self.train_function is not None and not force:
+            return self.train_function
+        own = getattr(self._backend_step, "make_train_function", None)
+        function = None if own is None or self.run_eagerly else own(self)
+        if function is None:
             return super().make_train_function(force)
-        if self.train_function is None or force:
-            self.train_function = compiled(self)
-        return self.train_function
+        self.train_function = function
+        return function
 
     def train_step(self, *args: Any) -> Any:
         # TensorFlow and PyTorch call train_step(data), JAX train_step(state, data).
