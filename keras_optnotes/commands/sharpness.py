@@ -84,6 +84,7 @@ QUICK_BUDGET = ("epochs", 2)
 QUICK_TUNING_SEEDS = 1
 QUICK_MEASURE_SAMPLES = 64
 QUICK_TRACE_SAMPLES = 2
+QUICK_LARGE_BATCH = 128  # 4 SAM slices of 32: a quick run traces SAM's step faster
 INTERPOLATION_COLUMNS = ("alpha", "train_loss", "test_loss")
 
 
@@ -183,9 +184,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--large-batch",
         type=positive_int,
-        default=DEFAULT_LARGE_BATCH,
+        default=None,
         metavar="B",
-        help=f"the large batch size (default: {DEFAULT_LARGE_BATCH})",
+        help=f"the large batch size (default: {DEFAULT_LARGE_BATCH}; --quick: "
+        f"{QUICK_LARGE_BATCH})",
     )
     parser.add_argument(
         "--slice-size",
@@ -242,9 +244,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jit",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="XLA-compile the train step and the optimizer, and on a GPU or TPU the "
-        "Hessian-vector products (default: --jit)",
+        "Hessian-vector products (default: --jit; --quick on TensorFlow: --no-jit, "
+        "as XLA's compilation of each fresh model costs more than a few steps save)",
     )
     parser.add_argument(
         "--verbose",
@@ -264,7 +267,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         DEFAULT_OUT,
         f"{QUICK_MAX_SAMPLES} samples, {QUICK_BUDGET[1]} epochs, 3 seeds, "
-        f"{QUICK_TUNING_SEEDS} tuning seed, fewer measurement samples",
+        f"{QUICK_TUNING_SEEDS} tuning seed, large batch {QUICK_LARGE_BATCH}, fewer "
+        "measurement samples",
     )
 
 
@@ -400,6 +404,8 @@ def _verdicts(study: SharpnessStudy, significant: bool) -> str:
 def run(args: argparse.Namespace) -> int:
     """Runs `keras-optnotes sharpness` with parsed arguments; returns the exit status."""
     runs = parse_runs(args.runs)
+    if args.large_batch is None:
+        args.large_batch = QUICK_LARGE_BATCH if args.quick else DEFAULT_LARGE_BATCH
     if args.large_batch <= args.small_batch:
         raise UsageError(
             f"--large-batch {args.large_batch}: must be larger than --small-batch "
@@ -426,6 +432,10 @@ def run(args: argparse.Namespace) -> int:
     trace_samples = args.trace_samples or (
         QUICK_TRACE_SAMPLES if args.quick else DEFAULT_TRACE_SAMPLES
     )
+    if args.jit is None:
+        import keras
+
+        args.jit = not (args.quick and keras.backend.backend() == "tensorflow")
     if not args.sam_rhos:
         raise UsageError("--sam-rhos: expected a comma-separated list of numbers > 0")
     from keras_optnotes import data

@@ -335,120 +335,38 @@ def compare_batch_sizes(
     jit_compile = check_bool("jit_compile", jit_compile)
     keep_models = check_bool("keep_models", keep_models)
 
-    import keras
-
-    from keras_optnotes import diagnostics
     from keras_optnotes.diagnostics._backend import check_backend
     from keras_optnotes.diagnostics.sharpness import _import_scipy_optimize
-    from keras_optnotes.models import build_classifier
 
     # What the measurements need, checked before any training.
     check_backend("keras-optnotes sharpness's measurements")
     _import_scipy_optimize()
-    keras.utils.set_random_seed(seed)
-    base = build_classifier(split.input_shape, split.num_classes, seed=seed)
-    initial_weights = base.get_weights()
-    budget = large_epochs or 10 * epochs
-    target, models, used = None, {}, {}
-    for index, name in enumerate(runs, start=1):
-        if progress is not None:
-            progress(f"[{index}/{len(runs)}] {name}: {SETTINGS[name]}")
-        model = keras.models.clone_model(base)
-        model.set_weights(initial_weights)
-        if name == "small":
-            run_epochs, callbacks = epochs, []
-        elif name == "large":
-            run_epochs = budget
-            callbacks = [] if target is None else [_stop_at_loss(target)]
-        else:
-            run_epochs = used.get("large", budget)
-            callbacks = []
-        trainer, optimizer, extra = _remedy(
+    settings = _Single(
+        small_batch, large_batch, epochs, large_epochs or 10 * epochs, learning_rate,
+        seed, jit_compile, verbose,
+    )  # fmt: skip
+    models, used = _train_solutions(split, runs, settings, progress)
+    subset = (split.x_train[:measure_samples], split.y_train[:measure_samples])
+    measured = [
+        _measure_single(
             name,
             model,
-            run_epochs,
-            len(split.x_train),
-            small_batch,
-            large_batch,
-            learning_rate,
-            jit_compile,
-        )
-        # `jit_compile` is XLA: on PyTorch (no XLA) the train step runs eagerly, not
-        # through torch.compile.
-        compiled = {
-            "loss": "sparse_categorical_crossentropy",
-            "metrics": ["accuracy"],
-            "jit_compile": jit_compile and keras.backend.backend() != "torch",
-        }
-        trainer.compile(optimizer=optimizer, **compiled)
-        keras.utils.set_random_seed(seed)
-        history = trainer.fit(
-            split.x_train,
-            split.y_train,
-            batch_size=small_batch if name == "small" else large_batch,
-            epochs=run_epochs,
-            verbose=verbose,
-            callbacks=callbacks + extra,
-        )
-        if trainer is not model:  # SAM's wrapper: the inner model is measured
-            model.compile(**compiled)
-        if name == "small":
-            target = history.history["loss"][-1]
-        used[name] = len(history.history["loss"])
-        models[name] = model
-
-    subset = (split.x_train[:measure_samples], split.y_train[:measure_samples])
-    jit = None if jit_compile else False
-    measured = []
-    for name, model in models.items():
-        train = model.evaluate(*subset, verbose=0, return_dict=True)
-        val = model.evaluate(split.x_val, split.y_val, verbose=0, return_dict=True)
-        eigen = diagnostics.hessian_top_eigenvalues(
-            model, subset, max_iterations=20, jit_compile=jit, verbose=0
-        )
-        trace = diagnostics.hessian_trace(
-            model, subset, samples=trace_samples, jit_compile=jit, verbose=0
-        )
-        keskar = diagnostics.keskar_sharpness(
-            model,
+            split,
             subset,
-            epsilon=epsilon,
-            subspace_dim=subspace_dim,
-            seed=seed,
-            verbose=0,
-        )
-        measured.append(
-            SolutionRun(
-                name=name,
-                setting=SETTINGS[name],
-                batch_size=small_batch if name == "small" else large_batch,
-                epochs=used[name],
-                train_loss=float(train["loss"]),
-                train_accuracy=float(train["accuracy"]),
-                val_loss=float(val["loss"]),
-                val_accuracy=float(val["accuracy"]),
-                lambda_max=float(eigen.top),
-                lambda_max_converged=bool(eigen.converged),
-                hessian_trace=float(trace.trace),
-                trace_standard_error=float(trace.standard_error),
-                keskar_sharpness=float(keskar.sharpness),
-            )
-        )
+            settings,
+            used[name],
+            trace_samples,
+            epsilon,
+            subspace_dim,
+        )  # fmt: skip
+        for name, model in models.items()
+    ]
     alphas, train_line, val_line = (), (), ()
     if "small" in models and "large" in models:
-        small, large = models["small"], models["large"]
         alphas = ALPHAS
-        train_line = tuple(
-            float(v)
-            for v in diagnostics.loss_along_line(
-                small, subset, other_weights=large, alphas=ALPHAS
-            ).losses
-        )
-        val_line = tuple(
-            float(v)
-            for v in diagnostics.loss_along_line(
-                small, (split.x_val, split.y_val), other_weights=large, alphas=ALPHAS
-            ).losses
+        train_line, val_line = (
+            _loss_line(models["small"], models["large"], data)
+            for data in (subset, (split.x_val, split.y_val))
         )
     return BatchSizeComparison(
         dataset=split.name,
@@ -466,6 +384,140 @@ def compare_batch_sizes(
         val_line=val_line,
         models=MappingProxyType(dict(models) if keep_models else {}),
     )
+
+
+@dataclass(frozen=True)
+class _Single:
+    """What every run of `compare_batch_sizes` shares."""
+
+    small_batch: int
+    large_batch: int
+    epochs: int
+    large_budget: int  # the most epochs of `large`
+    learning_rate: float
+    seed: int
+    jit_compile: bool
+    verbose: int | str
+
+
+def _train_solutions(split, runs, settings, progress):
+    """Step 1 of `compare_batch_sizes`: trains each run from the same weights, in
+    order; returns the models by name and the epochs each trained.
+
+    `large` stops at the small batch's final training loss; the remedies train as
+    many epochs as `large` did."""
+    import keras
+
+    from keras_optnotes.models import build_classifier
+
+    keras.utils.set_random_seed(settings.seed)
+    base = build_classifier(split.input_shape, split.num_classes, seed=settings.seed)
+    initial_weights = base.get_weights()
+    target, models, used = None, {}, {}
+    for index, name in enumerate(runs, start=1):
+        if progress is not None:
+            progress(f"[{index}/{len(runs)}] {name}: {SETTINGS[name]}")
+        model = keras.models.clone_model(base)
+        model.set_weights(initial_weights)
+        if name == "small":
+            run_epochs, callbacks = settings.epochs, []
+        elif name == "large":
+            run_epochs = settings.large_budget
+            callbacks = [] if target is None else [_stop_at_loss(target)]
+        else:
+            run_epochs = used.get("large", settings.large_budget)
+            callbacks = []
+        history = _fit_single(name, model, split, run_epochs, callbacks, settings)
+        if name == "small":
+            target = history.history["loss"][-1]
+        used[name] = len(history.history["loss"])
+        models[name] = model
+    return models, used
+
+
+def _fit_single(name, model, split, epochs, callbacks, settings):
+    """Compiles run `name`'s trainer and fits it; the model is left compiled for the
+    measurements. Returns Keras' `History`."""
+    import keras
+
+    trainer, optimizer, extra = _remedy(
+        name,
+        model,
+        epochs,
+        len(split.x_train),
+        settings.small_batch,
+        settings.large_batch,
+        settings.learning_rate,
+        settings.jit_compile,
+    )
+    # `jit_compile` is XLA: on PyTorch (no XLA) the train step runs eagerly, not
+    # through torch.compile.
+    compiled = {
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["accuracy"],
+        "jit_compile": settings.jit_compile and keras.backend.backend() != "torch",
+    }
+    trainer.compile(optimizer=optimizer, **compiled)
+    keras.utils.set_random_seed(settings.seed)
+    history = trainer.fit(
+        split.x_train,
+        split.y_train,
+        batch_size=settings.small_batch if name == "small" else settings.large_batch,
+        epochs=epochs,
+        verbose=settings.verbose,
+        callbacks=callbacks + extra,
+    )
+    if trainer is not model:  # SAM's wrapper: the inner model is measured
+        model.compile(**compiled)
+    return history
+
+
+def _measure_single(
+    name, model, split, subset, settings, epochs, trace_samples, epsilon, subspace_dim
+) -> SolutionRun:
+    """Step 2 of `compare_batch_sizes`: one solution's losses and sharpness."""
+    from keras_optnotes import diagnostics
+
+    jit = None if settings.jit_compile else False
+    train = model.evaluate(*subset, verbose=0, return_dict=True)
+    val = model.evaluate(split.x_val, split.y_val, verbose=0, return_dict=True)
+    eigen = diagnostics.hessian_top_eigenvalues(
+        model, subset, max_iterations=20, jit_compile=jit, verbose=0
+    )
+    trace = diagnostics.hessian_trace(
+        model, subset, samples=trace_samples, jit_compile=jit, verbose=0
+    )
+    keskar = diagnostics.keskar_sharpness(
+        model,
+        subset,
+        epsilon=epsilon,
+        subspace_dim=subspace_dim,
+        seed=settings.seed,
+        verbose=0,
+    )
+    return SolutionRun(
+        name=name,
+        setting=SETTINGS[name],
+        batch_size=settings.small_batch if name == "small" else settings.large_batch,
+        epochs=epochs,
+        train_loss=float(train["loss"]),
+        train_accuracy=float(train["accuracy"]),
+        val_loss=float(val["loss"]),
+        val_accuracy=float(val["accuracy"]),
+        lambda_max=float(eigen.top),
+        lambda_max_converged=bool(eigen.converged),
+        hessian_trace=float(trace.trace),
+        trace_standard_error=float(trace.standard_error),
+        keskar_sharpness=float(keskar.sharpness),
+    )
+
+
+def _loss_line(small, large, data) -> tuple[float, ...]:
+    """Step 3: the loss along (1 − α) θ_small + α θ_large at `ALPHAS` on `data`."""
+    from keras_optnotes import diagnostics
+
+    line = diagnostics.loss_along_line(small, data, other_weights=large, alphas=ALPHAS)
+    return tuple(float(v) for v in line.losses)
 
 
 def _remedy(
@@ -1239,21 +1291,13 @@ def _interpolate(kept, split, settings):
     """Keskar's line between the kept small and large solutions, or empty tuples."""
     if not ("small" in kept and "large" in kept):
         return (), (), ()
-    from keras_optnotes import diagnostics
-
-    small, large = kept["small"], kept["large"]
     development = split.development
     subset = (
         development.x_train[: settings.measure_samples],
         development.y_train[: settings.measure_samples],
     )
-    lines = [
-        tuple(
-            float(v)
-            for v in diagnostics.loss_along_line(
-                small, data, other_weights=large, alphas=ALPHAS
-            ).losses
-        )
+    train_line, test_line = (
+        _loss_line(kept["small"], kept["large"], data)
         for data in (subset, (split.x_test, split.y_test))
-    ]
-    return ALPHAS, lines[0], lines[1]
+    )
+    return ALPHAS, train_line, test_line
