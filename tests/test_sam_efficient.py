@@ -154,6 +154,26 @@ def test_four_steps_with_interval_two_equal_closed_form(data, case):
     assert int(keras.ops.convert_to_numpy(sam.optimizer.iterations)) == 4
 
 
+@pytest.mark.parametrize(
+    "compile_options", [{"steps_per_execution": 2}, {"run_eagerly": True}]
+)
+def test_other_train_functions_equal_closed_form(data, compile_options):
+    """`fit` over four batches with k = 2 and LookSAM where the kind of step is a
+    conditional inside the step (`tf.cond` / `lax.cond` / Python): several steps per
+    call (not on PyTorch: Keras refuses it there), and eager steps."""
+    if "steps_per_execution" in compile_options and keras.backend.backend() == "torch":
+        pytest.skip("Keras' PyTorch backend takes one step per call only")
+    x, y, _ = data
+    model = linear_model()
+    expected = list(reference_run(model.get_weights(), batches(data, False), 2, 0.5))
+    sam = SharpnessAwareMinimization(model, rho=RHO, interval=2, looksam_alpha=0.5)
+    sam.compile(
+        optimizer=keras.optimizers.SGD(LEARNING_RATE), loss="mse", **compile_options
+    )
+    sam.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    assert_close(model.get_weights(), expected[-1][0], TOLERANCE)
+
+
 def test_looksam_alpha_zero_is_the_plain_interval(data):
     """α = 0 adds nothing between SAM steps: the same weights as `looksam_alpha=None`
     (to rounding: different arithmetic), and a different run from α = 0.5."""
