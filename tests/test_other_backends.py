@@ -38,6 +38,7 @@ FILES = [
     "test_optimizers_conformance.py",
     "test_keras_integration.py",
     "test_checkpoint_flow.py",
+    "test_checkpoint_identity.py",
     "test_resume.py",
     "test_serialization.py",
     # the remedies for large batches
@@ -46,9 +47,12 @@ FILES = [
     "test_lars.py",
     "test_lookahead.py",
     "test_swa.py",
+    "test_swa_bn_statistics.py",
     # diagnostics and callbacks
     "test_diagnostics_curvature.py",
     "test_diagnostics_landscape.py",
+    "test_diagnostics_real_layers.py",
+    "test_real_architectures.py",
     "test_plots_verbose.py",
     "test_callbacks_diagnostics.py",
     "test_diagnostics_command.py",
