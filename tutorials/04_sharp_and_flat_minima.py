@@ -255,6 +255,21 @@ def ring_rise(surface, radius: float = SURFACE_RADIUS) -> float:
 # Figures ---------------------------------------------------------------------------
 
 
+def failed_runs(rows: dict, names) -> list[str]:
+    """Runs that did not train: mean validation accuracy below 50 % (a diverged or
+    stalled run), drawn apart so that they do not stretch the other runs' scales."""
+    return [n for n in names if not rows[n]["val_accuracy"].mean >= 50.0]
+
+
+def _not_shown(rows: dict, failed) -> str:
+    """A second title line naming the runs left out of a figure, with accuracy."""
+    if not failed:
+        return ""
+    return "\nnot shown, did not train (mean validation accuracy below 50 %): " + (
+        "; ".join(f"{LABELS[n]} {rows[n]['val_accuracy'].mean:.1f} %" for n in failed)
+    )
+
+
 def plot_runs(rows: dict, names, staging, seeds: int):
     figure = new_figure(figsize=(15, 4.8), layout="constrained")
     panels = (
@@ -263,30 +278,25 @@ def plot_runs(rows: dict, names, staging, seeds: int):
         ("lambda_max", "Hessian λ_max"),
         ("keskar_sharpness", "Keskar ε-sharpness (%)"),
     )
-    y = np.arange(len(names))
+    failed = failed_runs(rows, names)
+    shown = [n for n in names if n not in failed]
+    y = np.arange(len(shown))
     for axes, (key, what) in zip(figure.subplots(1, 4), panels, strict=True):
-        means = [rows[n][key].mean for n in names]
-        stds = [rows[n][key].std for n in names]
-        axes.barh(
-            y,
-            means,
-            0.6,
-            xerr=stds,
-            capsize=3,
-            alpha=0.6,
-            color=[
-                "C0" if n == "small" else "C3" if n == "large" else "C7" for n in names
-            ],
-        )
-        for k, n in enumerate(names):
+        for k, n in enumerate(shown):
             values = rows[n]["values"][key]
-            axes.plot(values, np.full(len(values), k), "k.", ms=4)
-        axes.set_yticks(y, [LABELS[n] for n in names])
-        axes.invert_yaxis()
+            interval = _common.estimate(values).interval
+            half = 0.0 if np.isnan(interval.high) else interval.high - interval.mean
+            color = "C0" if n == "small" else "C3" if n == "large" else "C7"
+            axes.errorbar(interval.mean, k, xerr=half, fmt="o", color=color, capsize=3)
+            axes.plot(values, np.full(len(values), k), "k.", ms=4, alpha=0.6)
+        axes.set_yticks(y, [LABELS[n] for n in shown])
+        axes.set_ylim(len(shown) - 0.5, -0.5)
+        axes.grid(True, axis="x", alpha=0.3)
         _common.label(axes, what, None, what.split(":")[0], legend=None)
     figure.suptitle(
         "Small against large batch, and the remedies on the large batch (digits CNN; "
-        f"bars: mean over {seeds} seeds ± 1 s.d., dots: the seeds)"
+        f"mean and 95 % t-interval over {seeds} seeds, dots: the seeds)"
+        + _not_shown(rows, failed)
     )
     return _common.save(figure, staging, "04_sharp_and_flat_minima.png")
 
@@ -374,6 +384,8 @@ def plot_surfaces(found: dict, rises: dict, staging):
 def plot_remedies(rows: dict, remedies, staging):
     figure = new_figure(figsize=(12, 4.8), layout="constrained")
     left, right = figure.subplots(1, 2)
+    failed = failed_runs(rows, remedies)
+    remedies = [n for n in remedies if n not in failed]
     for axes in (left, right):
         axes.axhline(0, color="k", lw=0.7)
         axes.axvline(0, color="k", lw=0.7)
@@ -401,7 +413,7 @@ def plot_remedies(rows: dict, remedies, staging):
     )
     figure.suptitle(
         "What each remedy does to the large-batch run (mean ± 1 s.d. over "
-        "seeds; small dots: the seeds)"
+        "seeds; small dots: the seeds)" + _not_shown(rows, failed)
     )
     return _common.save(figure, staging, "04_remedies.png")
 
@@ -491,6 +503,21 @@ def write_summary(
         f"training loss (within 0.02 on the measurement subset) on "
         f"{counts['reached_target']}/{seeds} seeds after {large['epochs']} epochs. "
         + verdict(counts, seeds)
+        + " Paired differences large − small (95 % t-interval over the seeds): "
+        + "; ".join(
+            f"{what} {_common.difference(*(_common.estimate(r['values'][key]) for r in (large, small)))}"
+            for key, what in (
+                ("lambda_max", "λ_max"),
+                ("loss_gap", "loss gap"),
+                ("val_accuracy", "validation accuracy (points)"),
+            )
+        )
+        + ". Keskar et al. compare batch 256 with 10 % of the training set on fully "
+        "connected and convolutional networks for MNIST, TIMIT and CIFAR-10/100; "
+        "here the package's small CNN on the digits, batch "
+        f"{settings['small_batch']} for {settings['epochs']} epochs "
+        f"against {settings['large_batch']} for up to {settings['large_epochs']}, "
+        "with the learning rates the experiment sets (not tuned per run)."
     )
     summary.text(
         "## 2. Between and around the two solutions\n\n"
