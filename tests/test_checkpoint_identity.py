@@ -42,7 +42,9 @@ def data():
 def _train(model, data, first, last, batch=16):
     x, y = data
     for i in range(first, last):
-        model.train_on_batch(x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch])
+        model.train_on_batch(
+            x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -168,5 +170,7 @@ def test_lookahead_slow_weights_of_another_model_are_an_error(data, tmp_path):
     optimizer.load_own_variables(
         {"0": np.array(1), "1": np.ones((4, 3)), "2": np.ones(3)}
     )
-    with pytest.raises(ValueError, match=r"saved slow weights are 2 variables.*\(4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"saved slow weights are 2 variables.*\(4, 3\)"
+    ):
         optimizer.build([keras.Variable(np.zeros((4, 5)))])

@@ -26,7 +26,6 @@ from keras_optnotes.diagnostics import (
     random_direction,
 )
 
-
 BACKEND = keras.backend.backend()
 
 

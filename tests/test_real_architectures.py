@@ -136,7 +136,7 @@ LEARNING_RATES = {
     "GradientDescent": 0.1,
     "Momentum": 0.03,
     "NesterovMomentum": 0.03,
-    "Adagrad": 0.1,
+    "Adagrad": 0.02,
     "Adadelta": 1.0,
     "RMSprop": 0.005,
     "Adam": 0.005,
