@@ -120,7 +120,7 @@ def test_readme_is_a_landing_page_of_at_most_10_kb():
 
 def test_readme_keeps_the_two_quick_start_commands():
     text = README.read_text()
-    assert 'pip install ".[all]" && keras-optnotes compare' in text
+    assert 'pip install ".[all,tensorflow]" && keras-optnotes compare' in text
     assert 'pip install ".[test]" && python -m pytest' in text
 
 
