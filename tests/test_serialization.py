@@ -133,6 +133,6 @@ def test_get_returns_an_optimizer_instance_unchanged():
     keras_optimizer = keras.optimizers.SGD()
     assert optimizers.get(keras_optimizer) is keras_optimizer
     with pytest.raises(
-        ValueError, match="Keyword arguments apply to a rule given by name"
+        ValueError, match="Keyword arguments apply to an optimizer given by name"
     ):
         optimizers.get(optimizer, learning_rate=0.1)
