@@ -8,7 +8,6 @@ are in test_experiments_sharpness.py."""
 
 import csv
 import json
-import math
 
 import keras
 import numpy as np
