@@ -389,28 +389,20 @@ class Ranking:
 
     def interval(self, rule: str, metric: str):
         """Mean and 95 % t-interval of `metric` over the finite per-seed values."""
-        from keras_optnotes.experiments.protocol import mean_interval
+        from keras_optnotes.experiments.protocol import finite_interval
 
-        finite = [
-            v for v in self.protocol.get(rule).per_seed[metric] if math.isfinite(v)
-        ]
-        return mean_interval(finite) if finite else None
+        return finite_interval(self.protocol.get(rule).per_seed[metric])
 
     def difference(self, rule: str, metric: str, baseline: str | None = None):
         """`rule` minus `baseline` (default: the first-ranked rule), paired by seed
         over the seeds where both are finite."""
-        from keras_optnotes.experiments.protocol import mean_interval
+        from keras_optnotes.experiments.protocol import finite_interval
 
         baseline = baseline or self.ranked()[0]
-        pairs = [
-            a - b
-            for a, b in zip(
-                self.protocol.get(rule).per_seed[metric],
-                self.protocol.get(baseline).per_seed[metric],
-            )
-            if math.isfinite(a - b)
-        ]
-        return mean_interval(pairs) if pairs else None
+        return finite_interval(
+            self.protocol.get(rule).per_seed[metric],
+            self.protocol.get(baseline).per_seed[metric],
+        )
 
     def table_rows(self) -> list[list]:
         """One row of `RANKING_COLUMNS` per rule, best first."""

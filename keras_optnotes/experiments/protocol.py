@@ -300,6 +300,22 @@ def paired_difference(
     return mean_interval(a - b, confidence)
 
 
+def finite_interval(
+    values: Sequence[float], baseline: Sequence[float] | None = None
+) -> Interval | None:
+    """`mean_interval` of the finite per-seed values, or `None` when none is finite.
+
+    With `baseline`, of the finite per-seed differences `values[i] − baseline[i]`
+    (paired by seed, as `paired_difference`; a pair with a diverged run is left
+    out). The reports use it so that one diverged seed does not void a run's row.
+    """
+    values = list(values)
+    if baseline is not None:
+        values = [a - b for a, b in zip(values, baseline)]
+    finite = [v for v in values if math.isfinite(v)]
+    return mean_interval(finite) if finite else None
+
+
 # --------------------------------------------------------------------------------------
 # Splits and seeds.
 

@@ -927,18 +927,6 @@ def measure_solution(model, split, seed: int, settings: StudySettings) -> dict:
     return measured
 
 
-def _finite_interval(values: Sequence[float], baseline: Sequence[float] | None = None):
-    """The t-interval of the finite per-seed values (or paired differences), or
-    `None` when fewer than one is finite."""
-    from keras_optnotes.experiments.protocol import mean_interval
-
-    values = list(values)
-    if baseline is not None:
-        values = [a - b for a, b in zip(values, baseline)]
-    finite = [v for v in values if math.isfinite(v)]
-    return mean_interval(finite) if finite else None
-
-
 @dataclass(frozen=True)
 class SharpnessStudy:
     """The result of `run_sharpness_study`.
@@ -973,11 +961,15 @@ class SharpnessStudy:
 
     def interval(self, name: str, metric: str):
         """Mean and 95 % t-interval of `metric` over the finite per-seed values."""
-        return _finite_interval(self.protocol.get(name).per_seed.get(metric, ()))
+        from keras_optnotes.experiments.protocol import finite_interval
+
+        return finite_interval(self.protocol.get(name).per_seed.get(metric, ()))
 
     def difference(self, name: str, metric: str, baseline: str = "large"):
         """`name` minus `baseline` in `metric`, paired by seed (finite pairs)."""
-        return _finite_interval(
+        from keras_optnotes.experiments.protocol import finite_interval
+
+        return finite_interval(
             self.protocol.get(name).per_seed[metric],
             self.protocol.get(baseline).per_seed[metric],
         )
