@@ -7,6 +7,9 @@ never a traceback: argparse's own errors are folded into that line, and commands
 The command line is parsed and checked before Keras or TensorFlow is imported, so
 `--help` and usage errors are immediate; a Ctrl-C at any point ends the program with
 one line and exit status 130.
+
+`native_stderr_silenced()` is the context manager the script imports TensorFlow
+under; the tutorials use it too, so that their argument errors stay one line.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import importlib.util
 import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from keras_optnotes._tensorflow import missing_tensorflow_message
 from keras_optnotes._usage import PROG, UsageError
 
-__all__ = ["PROG", "UsageError", "build_parser", "main"]
+__all__ = ["PROG", "UsageError", "build_parser", "main", "native_stderr_silenced"]
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -41,12 +44,13 @@ def _command_modules():
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
-    """Sends file descriptor 2 to /dev/null for the duration.
+def native_stderr_silenced() -> Iterator[None]:
+    """Sends file descriptor 2 to /dev/null for the duration (Python's and C's writes).
 
-    TensorFlow's C++ runtime writes several log lines to stderr when it is imported and
-    when it first looks for devices, whatever TF_CPP_MIN_LOG_LEVEL says; a CLI error
-    must stay one line.
+    TensorFlow's C++ runtime writes several log lines to the descriptor itself when it
+    is imported and when it first looks for devices, whatever TF_CPP_MIN_LOG_LEVEL
+    says, so redirecting `sys.stderr` would not silence them; a CLI error must stay
+    one line.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -72,7 +76,7 @@ class _QuietLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module) -> None:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._loader.exec_module(module)
             if self._after is not None:
                 self._after(module)

@@ -85,3 +85,21 @@ def test_ctrl_c_while_tensorflow_is_imported_is_one_line_and_status_130(tmp_path
     assert result.returncode == 130, result.stderr
     assert result.stderr == "keras-optnotes: interrupted\n"
     assert not out.exists()
+
+
+def test_native_stderr_silenced_drops_writes_to_the_descriptor_and_restores_it():
+    # The tutorials import TensorFlow under it too (tutorials/_common.py).
+    result = run_python(
+        """
+        import os, sys
+        from keras_optnotes.cli import native_stderr_silenced
+
+        os.write(2, b"before\\n")
+        with native_stderr_silenced():
+            os.write(2, b"native\\n")  # as TensorFlow's C++ runtime writes
+            print("python", file=sys.stderr)
+        print("after", file=sys.stderr)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "before\nafter\n"

@@ -51,26 +51,6 @@ DEFAULT_OUT = "./optnotes-report/tutorials"
 _dpi = 110  # of the PNGs `save` writes; `parse_options` lowers it for --quick
 
 
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Sends file descriptor 2 to /dev/null for the duration (Python's and C's writes).
-
-    TensorFlow's C++ runtime writes to the descriptor itself, so redirecting
-    `sys.stderr` would not silence it.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1 ("expected a positive integer, received ...")."""
     try:
@@ -91,6 +71,8 @@ def import_backend_quietly() -> None:
     first lists its devices, whatever `TF_CPP_MIN_LOG_LEVEL` says; a tutorial's
     argument error must stay one line, as the commands' do.
     """
+    from keras_optnotes.cli import native_stderr_silenced
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_stderr_silenced():
         import keras
