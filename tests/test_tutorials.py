@@ -158,21 +158,39 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
     assert blocker.read_text() == "not a folder"
 
 
-def test_bad_option_from_the_shell_is_one_line():
-    # The real entry point: TensorFlow's import-time log lines must not reach stderr.
-    script = TUTORIALS / "02_optimizer_paths.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--seeds", "-1"],
+def run_02_from_the_shell(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TUTORIALS / "02_optimizer_paths.py"), *argv],
         capture_output=True,
         text=True,
         env={**os.environ, "KERAS_BACKEND": "tensorflow"},
         timeout=120,
     )
+
+
+def test_bad_option_from_the_shell_is_one_line():
+    # The real entry point: a bad option fails before TensorFlow is imported.
+    done = run_02_from_the_shell("--seeds", "-1")
     assert done.returncode == 2
     assert done.stdout == ""
     assert re.fullmatch(
         r"python tutorials/02_optimizer_paths\.py: error: argument --seeds: "
         r"expected a positive integer, received '-1'\n",
+        done.stderr,
+    )
+
+
+def test_unwritable_out_from_the_shell_is_one_line(tmp_path):
+    # Found after TensorFlow is imported: its import-time log lines (written by its
+    # C++ runtime, whatever TF_CPP_MIN_LOG_LEVEL says) must not reach stderr.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = run_02_from_the_shell("--quick", "--out", str(blocker))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert re.fullmatch(
+        r"python tutorials/02_optimizer_paths\.py: error: output folder .*: exists "
+        r"and is not a folder\n",
         done.stderr,
     )
 
