@@ -39,6 +39,7 @@ from keras_optnotes.commands._common import (
     add_output_arguments,
     add_seed_argument,
     checked_number,
+    json_ready,
     positive_int,
 )
 from keras_optnotes.experiments.compare import (
@@ -312,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         )
         table = markdown_table(RANKING_COLUMNS, ranking.table_rows())
         (staging / "compare.json").write_text(
-            json.dumps(_json_ready(ranking.to_dict()), indent=1, allow_nan=False),
+            json.dumps(json_ready(ranking.to_dict()), indent=1, allow_nan=False),
             encoding="utf-8",
         )
         (staging / "compare.md").write_text(
@@ -329,17 +330,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"keras-optnotes {NAME}: plot skipped: {error}", file=sys.stderr)
     print_report(args.out, summary, table, written)
     return 0
-
-
-def _json_ready(value):
-    """`value` with NaN and infinities as `None` (JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "items"):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 def run_curves(args: argparse.Namespace) -> int:

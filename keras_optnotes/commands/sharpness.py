@@ -38,6 +38,7 @@ from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,
     checked_number,
+    json_ready,
     positive_float,
     positive_int,
 )
@@ -479,7 +480,7 @@ def write_study(study: SharpnessStudy, folder: Path, dataset: str) -> list[str]:
     table = markdown_table(STUDY_COLUMNS, study.table_rows())
     per_seed = study.per_seed_rows()
     (folder / "sharpness.json").write_text(
-        json.dumps(_json_ready(study.to_dict()), indent=1, allow_nan=False),
+        json.dumps(json_ready(study.to_dict()), indent=1, allow_nan=False),
         encoding="utf-8",
     )
     (folder / "sharpness.md").write_text(
@@ -530,19 +531,7 @@ def _partial_writer(path: str):
             "per_seed": {k: list(v) for k, v in arm.per_seed.items()},
         }
         Path(path).write_text(
-            json.dumps(_json_ready(done), indent=1, allow_nan=False), encoding="utf-8"
+            json.dumps(json_ready(done), indent=1, allow_nan=False), encoding="utf-8"
         )
 
     return write
-
-
-def _json_ready(value):
-    """`value` with NaN and infinities as `None` (JSON has neither), tuples and
-    mappings as lists and dicts."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if hasattr(value, "items"):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
