@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_optnotes.checks import check_integer, check_positive
+from keras_optnotes.diagnostics._backend.common import restored_variables
 from keras_optnotes.diagnostics._data import Batches
 from keras_optnotes.diagnostics._progress import check_verbose, progress_bar
 from keras_optnotes.diagnostics.operators import check_model, preserved_weights
@@ -118,42 +119,37 @@ def lr_range_test(
     batches = Batches(data, batch_size)
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
-    saved_optimizer = [
-        np.array(keras.ops.convert_to_numpy(v), copy=True) for v in optimizer.variables
-    ]
     rates = start * (end / start) ** (np.arange(steps) / (steps - 1))
     losses, smoothed = [], []
     average, best, diverged = 0.0, np.inf, False
     beta = 1.0 - smoothing
     progress = progress_bar(steps, verbose, "step", ["learning_rate", "smoothed_loss"])
-    with preserved_weights(model):
-        try:
-            cycle = itertools.chain.from_iterable(itertools.repeat(batches))
-            for index, (rate, batch) in enumerate(zip(rates, cycle)):
-                optimizer.learning_rate = float(rate)
-                x, y, sample_weight, _ = batch
-                logs = model.train_on_batch(x, y, sample_weight, return_dict=True)
-                value = float(logs["loss"])
-                losses.append(value)
-                average = beta * average + smoothing * value
-                current = average / (1.0 - beta ** (index + 1))
-                smoothed.append(current)
-                progress.update(
-                    index + 1,
-                    [("learning_rate", float(rate)), ("smoothed_loss", current)],
-                    finalize=False,
-                )
-                best = min(best, current)
-                finite = np.isfinite(current) and all(
-                    np.all(np.isfinite(keras.ops.convert_to_numpy(v)))
-                    for v in model.trainable_variables
-                )
-                if not finite or current > divergence * best:
-                    diverged = True
-                    break
-        finally:
-            for variable, value in zip(optimizer.variables, saved_optimizer):
-                variable.assign(value)
+    # Every variable of the model (weights, moving statistics, dropout seeds) and of
+    # the optimizer (iteration count, learning rate, slots) is put back on exit.
+    with preserved_weights(model), restored_variables(optimizer.variables):
+        cycle = itertools.chain.from_iterable(itertools.repeat(batches))
+        for index, (rate, batch) in enumerate(zip(rates, cycle)):
+            optimizer.learning_rate = float(rate)
+            x, y, sample_weight, _ = batch
+            logs = model.train_on_batch(x, y, sample_weight, return_dict=True)
+            value = float(logs["loss"])
+            losses.append(value)
+            average = beta * average + smoothing * value
+            current = average / (1.0 - beta ** (index + 1))
+            smoothed.append(current)
+            progress.update(
+                index + 1,
+                [("learning_rate", float(rate)), ("smoothed_loss", current)],
+                finalize=False,
+            )
+            best = min(best, current)
+            finite = np.isfinite(current) and all(
+                np.all(np.isfinite(keras.ops.convert_to_numpy(v)))
+                for v in model.trainable_variables
+            )
+            if not finite or current > divergence * best:
+                diverged = True
+                break
     taken = len(losses)
     progress.update(taken, finalize=True)
     result = LearningRateRange(
