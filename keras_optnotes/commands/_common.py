@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from keras_optnotes._usage import UsageError
 from keras_optnotes.data import DATASETS
 
 
@@ -62,6 +63,17 @@ def add_dataset_argument(parser: argparse.ArgumentParser) -> None:
         choices=DATASETS,
         help="dataset (default: digits; mnist and cifar10 need a network once)",
     )
+
+
+def load_dataset(name: str, **kwargs):
+    """`keras_optnotes.data.load(name, **kwargs)`; a dataset that cannot be had
+    (no network, a missing extra) is a `UsageError` naming `--dataset`."""
+    from keras_optnotes import data
+
+    try:
+        return data.load(name, **kwargs)
+    except (ImportError, data.DatasetUnavailableError) as error:
+        raise UsageError(f"--dataset {name}: {error}") from error
 
 
 def add_seed_argument(parser: argparse.ArgumentParser, seeds: str) -> None:

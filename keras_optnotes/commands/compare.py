@@ -40,6 +40,7 @@ from keras_optnotes.commands._common import (
     add_seed_argument,
     checked_number,
     json_ready,
+    load_dataset,
     positive_int,
 )
 from keras_optnotes.experiments.compare import (
@@ -277,15 +278,10 @@ def run(args: argparse.Namespace) -> int:
     tuning_seeds = args.tuning_seeds or (
         QUICK_TUNING_SEEDS if args.quick else DEFAULT_TUNING_SEEDS
     )
-    from keras_optnotes import data
-
     with output_folder(args.out) as staging:
-        try:
-            split = data.load(
-                args.dataset, max_samples=QUICK_MAX_SAMPLES if args.quick else None
-            )
-        except (ImportError, data.DatasetUnavailableError) as error:
-            raise UsageError(f"--dataset {args.dataset}: {error}") from error
+        split = load_dataset(
+            args.dataset, max_samples=QUICK_MAX_SAMPLES if args.quick else None
+        )
         ranking = rank_rules(
             split,
             rules,
@@ -341,17 +337,12 @@ def run_curves(args: argparse.Namespace) -> int:
     }
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS)
 
-    from keras_optnotes import data
-
     with output_folder(args.out) as staging:
-        try:
-            split = data.load(
-                args.dataset,
-                seed=args.seed,
-                max_samples=QUICK_MAX_SAMPLES if args.quick else None,
-            )
-        except (ImportError, data.DatasetUnavailableError) as error:
-            raise UsageError(f"--dataset {args.dataset}: {error}") from error
+        split = load_dataset(
+            args.dataset,
+            seed=args.seed,
+            max_samples=QUICK_MAX_SAMPLES if args.quick else None,
+        )
         comparison = run_comparison(
             split,
             learning_rates,

@@ -27,6 +27,7 @@ from keras_optnotes._usage import PROG, UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,
+    load_dataset,
     positive_float,
     positive_int,
 )
@@ -233,13 +234,8 @@ def run_rows(result: CriticalBatchExperiment) -> list[list]:
 def run(args: argparse.Namespace) -> int:
     """Runs `keras-optnotes critical-batch` with parsed arguments; returns status."""
     chosen = settings(args)
-    from keras_optnotes import data
-
     with output_folder(args.out) as staging:
-        try:
-            split = data.load(args.dataset)
-        except (ImportError, data.DatasetUnavailableError) as error:
-            raise UsageError(f"--dataset {args.dataset}: {error}") from error
+        split = load_dataset(args.dataset)
         if max(chosen["batch_sizes"]) > len(split.x_train):
             raise UsageError(
                 f"--batch-sizes: {max(chosen['batch_sizes'])} exceeds the "

@@ -39,10 +39,10 @@ from keras_optnotes.commands._common import (
     add_output_arguments,
     checked_number,
     json_ready,
+    load_dataset,
     positive_float,
     positive_int,
 )
-from keras_optnotes.data import DatasetUnavailableError
 from keras_optnotes.experiments.sharpness import (
     CHEAP_SAM_RUNS,
     DEFAULT_BUDGET,
@@ -439,15 +439,10 @@ def run(args: argparse.Namespace) -> int:
         args.jit = not (args.quick and keras.backend.backend() == "tensorflow")
     if not args.sam_rhos:
         raise UsageError("--sam-rhos: expected a comma-separated list of numbers > 0")
-    from keras_optnotes import data
-
     with output_folder(args.out) as staging:
-        try:
-            split = data.load(
-                args.dataset, max_samples=QUICK_MAX_SAMPLES if args.quick else None
-            )
-        except (ImportError, DatasetUnavailableError) as error:
-            raise UsageError(f"--dataset {args.dataset}: {error}") from error
+        split = load_dataset(
+            args.dataset, max_samples=QUICK_MAX_SAMPLES if args.quick else None
+        )
         study = run_sharpness_study(
             split,
             runs=runs,
