@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -560,17 +560,14 @@ def run_ablation(
     seed = check_integer("seed", seed, 0)
     validation_curves = check_bool("validation_curves", validation_curves)
 
-    from keras_optnotes.data import Split, corrupt_labels
+    from keras_optnotes.data import corrupt_labels
 
-    split = Split(
+    split = replace(
+        split,
         x_train=split.x_train[:train_size],
         y_train=corrupt_labels(
             split.y_train[:train_size], label_noise, split.num_classes, seed=seed
         ),
-        x_val=split.x_val,
-        y_val=split.y_val,
-        num_classes=split.num_classes,
-        name=split.name,
     )
     runs = []
     with op_determinism():
