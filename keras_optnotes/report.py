@@ -226,11 +226,12 @@ def write_report(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     plot: Callable[[Path], None] | None = None,
+    stem: str | None = None,
 ) -> list[str]:
     """Writes a command's usual trio into the staging folder of `output_folder`.
 
-    `<command>.md` holds a heading, `summary` and `table`; `<command>.csv` holds
-    `columns` and `rows`; `<command>.png` is drawn by `plot(path)`. Without
+    `<stem>.md` holds a heading, `summary` and `table`; `<stem>.csv` holds
+    `columns` and `rows`; `<stem>.png` is drawn by `plot(path)`. Without
     matplotlib the figure is skipped with one line on stderr that names the extra,
     and the rest is still written.
 
@@ -242,20 +243,23 @@ def write_report(
         columns: the CSV header.
         rows: the CSV rows.
         plot: draws and saves the figure at the path it is given, or `None`.
+        stem: the file names' stem, if not `command` (`critical_batch` for the
+            `critical-batch` command).
 
     Returns:
         The names of the files written.
     """
     staging = Path(staging)
-    (staging / f"{command}.md").write_text(
+    stem = command if stem is None else stem
+    (staging / f"{stem}.md").write_text(
         f"# {PROG} {command}\n\n{summary}\n\n{table}", encoding="utf-8"
     )
-    write_csv(staging / f"{command}.csv", columns, rows)
-    written = [f"{command}.md", f"{command}.csv"]
+    write_csv(staging / f"{stem}.csv", columns, rows)
+    written = [f"{stem}.md", f"{stem}.csv"]
     if plot is not None:
         try:
-            plot(staging / f"{command}.png")
-            written.append(f"{command}.png")
+            plot(staging / f"{stem}.png")
+            written.append(f"{stem}.png")
         except ImportError as error:
             print(f"{PROG} {command}: plot skipped: {error}", file=sys.stderr)
     return written

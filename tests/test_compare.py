@@ -239,6 +239,13 @@ def test_quick_ranking_writes_json_with_intervals(tmp_path, capsys):
         "compare.md",
         "compare.png",
     ]
+    assert (out / "compare.md").read_text().startswith("# keras-optnotes compare\n\n")
+    assert stdout.rstrip().endswith(
+        "Wrote "
+        + ", ".join(
+            str(out / f"compare.{kind}") for kind in ("json", "md", "csv", "png")
+        )
+    )
     data = json.loads((out / "compare.json").read_text())
     # The loader's validation set is the test split; the protocol holds out a fifth
     # of the loader's training set for validation.

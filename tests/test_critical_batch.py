@@ -208,6 +208,8 @@ def test_the_quick_run_writes_its_files_in_the_schema(quick_run):
         "critical_batch.png",
     ):
         assert (out / name).stat().st_size > 0
+    markdown = (out / "critical_batch.md").read_text()
+    assert markdown.startswith("# keras-optnotes critical-batch\n\n")
     assert [run["batch_size"] for run in result["runs"]] == [8, 64]
     for run in result["runs"]:
         assert run["learning_rate"] == 0.4

@@ -181,6 +181,12 @@ def test_write_report_and_print_report(tmp_path, capsys):
         "x.md",
         "x.csv",
     ]
+    stemmed = tmp_path / "stemmed"
+    stemmed.mkdir()
+    assert write_report(
+        stemmed, "a-b", summary="S.", table="", columns=[], rows=[], stem="a_b"
+    ) == ["a_b.md", "a_b.csv"]
+    assert (stemmed / "a_b.md").read_text() == "# keras-optnotes a-b\n\nS.\n\n"
     print_report("out", "A demo.", table, written)
     printed = capsys.readouterr().out
     assert printed.endswith(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,7 +64,6 @@ from keras_optnotes.report import (
     new_figure,
     output_folder,
     print_report,
-    write_csv,
     write_report,
 )
 
@@ -312,18 +310,18 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(json_ready(ranking.to_dict()), indent=1, allow_nan=False),
             encoding="utf-8",
         )
-        (staging / "compare.md").write_text(
-            f"# keras-optnotes {NAME}\n\n{summary}\n\n{table}", encoding="utf-8"
-        )
-        write_csv(
-            staging / "compare.csv", RANKING_SEED_COLUMNS, ranking.per_seed_rows()
-        )
-        written = ["compare.json", "compare.md", "compare.csv"]
-        try:
-            plot_ranking(ranking, staging / "compare.png", title)
-            written.append("compare.png")
-        except ImportError as error:
-            print(f"keras-optnotes {NAME}: plot skipped: {error}", file=sys.stderr)
+        written = [
+            "compare.json",
+            *write_report(
+                staging,
+                NAME,
+                summary=summary,
+                table=table,
+                columns=RANKING_SEED_COLUMNS,
+                rows=ranking.per_seed_rows(),
+                plot=lambda path: plot_ranking(ranking, path, title),
+            ),
+        ]
     print_report(args.out, summary, table, written)
     return 0
 

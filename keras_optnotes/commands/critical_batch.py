@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from keras_optnotes._usage import PROG, UsageError
+from keras_optnotes._usage import UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
     add_output_arguments,
@@ -44,7 +43,12 @@ from keras_optnotes.experiments.critical_batch import (
     plot_critical_batch,
     run_critical_batch,
 )
-from keras_optnotes.report import markdown_table, output_folder, print_report, write_csv
+from keras_optnotes.report import (
+    markdown_table,
+    output_folder,
+    print_report,
+    write_report,
+)
 
 NAME = "critical-batch"
 HELP = (
@@ -249,15 +253,18 @@ def run(args: argparse.Namespace) -> int:
         (staging / f"{FILE_STEM}.json").write_text(
             json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8"
         )
-        (staging / f"{FILE_STEM}.md").write_text(
-            f"# {PROG} {NAME}\n\n{summary}\n\n{table}", encoding="utf-8"
-        )
-        write_csv(staging / f"{FILE_STEM}.csv", RUN_COLUMNS, run_rows(result))
-        written = [f"{FILE_STEM}.json", f"{FILE_STEM}.md", f"{FILE_STEM}.csv"]
-        try:
-            plot_critical_batch(result, staging / f"{FILE_STEM}.png")
-            written.append(f"{FILE_STEM}.png")
-        except ImportError as error:
-            print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
+        written = [
+            f"{FILE_STEM}.json",
+            *write_report(
+                staging,
+                NAME,
+                summary=summary,
+                table=table,
+                columns=RUN_COLUMNS,
+                rows=run_rows(result),
+                plot=lambda path: plot_critical_batch(result, path),
+                stem=FILE_STEM,
+            ),
+        ]
     print_report(args.out, summary, table, written)
     return 0
