@@ -259,6 +259,18 @@ def _stop_at_loss(target: float):
     return StopAtLoss()
 
 
+def _check_batch_sizes(small_batch, large_batch) -> tuple[int, int]:
+    """`(small_batch, large_batch)`, integers ≥ 1 with the large one larger."""
+    small_batch = check_integer("small_batch", small_batch, 1)
+    large_batch = check_integer("large_batch", large_batch, 1)
+    if large_batch <= small_batch:
+        raise ValueError(
+            "Argument `large_batch` must be larger than `small_batch` "
+            f"({small_batch}). Received: large_batch={large_batch!r}"
+        )
+    return small_batch, large_batch
+
+
 def compare_batch_sizes(
     split: Split,
     *,
@@ -315,13 +327,7 @@ def compare_batch_sizes(
         ValueError: an argument out of range, before any training.
     """
     runs = check_runs(runs)
-    small_batch = check_integer("small_batch", small_batch, 1)
-    large_batch = check_integer("large_batch", large_batch, 1)
-    if large_batch <= small_batch:
-        raise ValueError(
-            "Argument `large_batch` must be larger than `small_batch` "
-            f"({small_batch}). Received: large_batch={large_batch!r}"
-        )
+    small_batch, large_batch = _check_batch_sizes(small_batch, large_batch)
     epochs = check_integer("epochs", epochs, 1)
     if large_epochs is not None:
         large_epochs = check_integer("large_epochs", large_epochs, 1)
@@ -1189,13 +1195,7 @@ def run_sharpness_study(
                 f"pair such as ('epochs', 60). Received: budget={budget!r}"
             )
         budget = protocol.Budget(*budget)
-    small_batch = check_integer("small_batch", small_batch, 1)
-    large_batch = check_integer("large_batch", large_batch, 1)
-    if large_batch <= small_batch:
-        raise ValueError(
-            "Argument `large_batch` must be larger than `small_batch` "
-            f"({small_batch}). Received: large_batch={large_batch!r}"
-        )
+    small_batch, large_batch = _check_batch_sizes(small_batch, large_batch)
     slice_size = check_integer("slice_size", slice_size, 1)
     if slice_size > 32:
         raise ValueError(
