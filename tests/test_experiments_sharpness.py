@@ -269,3 +269,9 @@ def test_study_table_rows():
     low, high = stats.t.interval(0.95, 3, loc=a.mean(), scale=stats.sem(a))
     assert by_name["small"][column] == f"{a.mean():.2f} [{low:.2f}, {high:.2f}]"
     assert by_name["looksam"][column + 1].endswith("(vs sam)")
+    setting = STUDY_COLUMNS.index("setting")
+    assert by_name["large"][setting] == "Adam"
+    assert by_name["looksam"][setting] == (
+        "Adam; num_batch_splits=16, slice_size=32, adaptive=False, interval=5, "
+        "looksam_alpha=0.7"
+    )

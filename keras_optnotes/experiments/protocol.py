@@ -741,7 +741,7 @@ def choose_on_validation(
         row = []
         for seed in seeds:
             if progress is not None:
-                progress(f"tune {_describe(candidate)} seed {seed}")
+                progress(f"tune {describe_setting(candidate)} seed {seed}")
             row.append(float(score(candidate, seed, development)))
         scores.append(tuple(row))
     means = [float(np.mean(row)) for row in scores]
@@ -750,7 +750,9 @@ def choose_on_validation(
     )
 
 
-def _describe(setting: Mapping[str, Any]) -> str:
+def describe_setting(setting: Mapping[str, Any]) -> str:
+    """ "k=v, …" of a setting's hyper-parameters, floats as `{:g}`
+    (`learning_rate=0.01, rho=0.05`)."""
     return ", ".join(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()
     )
@@ -979,7 +981,7 @@ def run_protocol(
             )
         per_seed: dict[str, list[float]] = {}
         for seed in seeds.report:
-            say(f"report {_describe(search.best)} seed {seed}")
+            say(f"report {describe_setting(search.best)} seed {seed}")
             model = arm.train(search.best, seed, split.development)
             for key, value in measure(model, split, seed).items():
                 per_seed.setdefault(key, []).append(float(value))

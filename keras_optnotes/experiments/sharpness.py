@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from keras_optnotes.checks import check_bool, check_integer, check_positive
 from keras_optnotes.experiments._common import Progress, RunsResult
+from keras_optnotes.experiments.protocol import describe_setting, finite_interval
 
 if TYPE_CHECKING:
     from keras_optnotes.data import Split
@@ -967,14 +968,10 @@ class SharpnessStudy:
 
     def interval(self, name: str, metric: str):
         """Mean and 95 % t-interval of `metric` over the finite per-seed values."""
-        from keras_optnotes.experiments.protocol import finite_interval
-
         return finite_interval(self.protocol.get(name).per_seed.get(metric, ()))
 
     def difference(self, name: str, metric: str, baseline: str = "large"):
         """`name` minus `baseline` in `metric`, paired by seed (finite pairs)."""
-        from keras_optnotes.experiments.protocol import finite_interval
-
         return finite_interval(
             self.protocol.get(name).per_seed[metric],
             self.protocol.get(baseline).per_seed[metric],
@@ -1034,10 +1031,12 @@ class SharpnessStudy:
         for name in self.runs:
             arm = self.protocol.get(name)
             base = self.baseline_of(name)
-            setting = ", ".join(
-                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in arm.config.items()
-                if k not in ("batch_size", "learning_rate", "optimizer")
+            setting = describe_setting(
+                {
+                    k: v
+                    for k, v in arm.config.items()
+                    if k not in ("batch_size", "learning_rate", "optimizer")
+                }
             )
             rows.append(
                 [
