@@ -121,9 +121,10 @@ def power_iteration(
     )
 
 
-def _trace_so_far(draws: list[float]) -> list[tuple[str, float]]:
+def _estimate(draws: list[float]) -> tuple[float, float]:
+    """The mean of the draws zᵀ H z and its standard error (NaN from one draw)."""
     error = np.std(draws, ddof=1) / np.sqrt(len(draws)) if len(draws) > 1 else np.nan
-    return [("trace", float(np.mean(draws))), ("standard_error", float(error))]
+    return float(np.mean(draws)), float(error)
 
 
 def hutchinson(
@@ -171,23 +172,24 @@ def hutchinson(
     for _ in range(samples):
         z = rng.integers(0, 2, size=size).astype(np.float64) * 2.0 - 1.0
         draws.append(float(z @ matvec(z)))
-        progress.update(len(draws), _trace_so_far(draws), finalize=False)
+        trace, error = _estimate(draws)
+        shown = [("trace", trace), ("standard_error", error)]
+        progress.update(len(draws), shown, finalize=False)
         if not np.isfinite(draws[-1]):  # a non-finite loss or gradient
             converged = False
             break
-        if tolerance is not None and len(draws) >= 10:
-            mean = np.mean(draws)
-            error = np.std(draws, ddof=1) / np.sqrt(len(draws))
-            if error <= tolerance * abs(mean):
-                converged = True
-                break
-    progress.update(len(draws), _trace_so_far(draws), finalize=True)
-    values = np.array(draws)
-    error = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+        if (
+            tolerance is not None
+            and len(draws) >= 10
+            and error <= tolerance * abs(trace)
+        ):
+            converged = True
+            break
+    progress.update(len(draws), shown, finalize=True)
     return HessianTrace(
-        trace=float(values.mean()),
-        standard_error=float(error),
-        samples=len(values),
+        trace=trace,
+        standard_error=error,
+        samples=len(draws),
         converged=bool(converged),
     )
 
