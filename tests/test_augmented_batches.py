@@ -166,11 +166,30 @@ def test_new_draws_each_epoch_in_fit():
         optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True)
     )
     batches = augmented_batches(
-        x, np.arange(N), batch_size=8, rotate=0.1, mixup_alpha=0.4, num_classes=N
+        x,
+        np.arange(N),
+        batch_size=8,
+        shuffle=False,  # what changes between epochs is the layers' draws
+        rotate=0.1,
+        mixup_alpha=0.4,
+        num_classes=N,
     )
+    seen = {}  # the labels fit got for each batch index, epoch after epoch
+
+    class Recorded(type(batches)):
+        def __getitem__(self, index):
+            images, labels = super().__getitem__(index)
+            seen.setdefault(index, []).append(labels.tobytes())
+            return images, labels
+
+    batches.__class__ = Recorded
     history = model.fit(batches, epochs=3, verbose=0)
     assert len(history.history["loss"]) == 3
     assert np.all(np.isfinite(history.history["loss"]))
+    # fit takes the batches in an order of its own, and may look at one first; each
+    # epoch's MixUp weights are new, so each batch came in at least 3 versions.
+    assert sorted(seen) == [0, 1]
+    assert all(len(set(versions)) >= 3 for versions in seen.values())
 
 
 @pytest.mark.parametrize(
