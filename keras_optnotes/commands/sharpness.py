@@ -273,10 +273,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _runs_in_order(study: SharpnessStudy) -> list[str]:
-    return list(study.runs)
-
-
 def plot_summary(study: SharpnessStudy, path: Path, title: str) -> None:
     """Test accuracy with its 95 % interval beside λ_max, the trace and Keskar's
     sharpness (each a mean over seeds with its interval), one point per run."""
@@ -289,7 +285,7 @@ def plot_summary(study: SharpnessStudy, path: Path, title: str) -> None:
     if study.settings.keskar:
         metrics.append(("keskar_sharpness", "Keskar sharpness (%)", 1.0))
     axes_row = figure.subplots(1, len(metrics))
-    names = _runs_in_order(study)
+    names = list(study.runs)
     for axes, (metric, label, scale) in zip(axes_row, metrics):
         for position, name in enumerate(names):
             interval = study.interval(name, metric)
@@ -321,7 +317,7 @@ def plot_differences(study: SharpnessStudy, path: Path, title: str) -> None:
     (cheaper SAM modes: minus SAM's), mean and 95 % interval."""
     figure = new_figure(figsize=(11, 4.2), layout="constrained")
     axes_row = figure.subplots(1, 2)
-    names = [name for name in _runs_in_order(study) if name != "large"]
+    names = [name for name in study.runs if name != "large"]
     for axes, (metric, label, scale) in zip(
         axes_row,
         [("test_accuracy", "Δ test accuracy (points)", 100.0),
