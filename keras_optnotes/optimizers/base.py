@@ -73,16 +73,27 @@ def _dtype_size(dtype) -> int:
     return 2 if name == "bfloat16" else np.dtype(name).itemsize  # NumPy has no bfloat16
 
 
-class _FusedApplyCache:
-    """Holds the compiled update functions out of sight of Keras' and TF's trackers."""
+class _CompiledFunctions:
+    """Holds compiled functions (the fused update's, Lookahead's) out of sight of
+    Keras' and TensorFlow's trackers."""
 
     def __init__(self):
         self.functions = {}
 
+    def get(self, key, function):
+        """`function` as an XLA-compiled `tf.function`, made once per `key`."""
+        compiled = self.functions.get(key)
+        if compiled is None:
+            import tensorflow as tf
+
+            compiled = tf.function(function, jit_compile=True, autograph=False)
+            self.functions[key] = compiled
+        return compiled
+
 
 class _SavedState:
     """Saved values that wait for the slots `build()` will create (kept out of sight of
-    the trackers, like `_FusedApplyCache`)."""
+    the trackers, like `_CompiledFunctions`)."""
 
     def __init__(self, values: list[np.ndarray]):
         self.values = values
@@ -219,7 +230,7 @@ class Optimizer(keras.optimizers.Optimizer):
         )
         self._saved_state = None
         self.jit_compile = jit_compile
-        self._fused = _FusedApplyCache()
+        self._fused = _CompiledFunctions()
         # Variables that exist before `build()` (iterations, the learning rate).
         self._unbuilt_variable_count = len(self.variables)
 
@@ -364,19 +375,11 @@ class Optimizer(keras.optimizers.Optimizer):
         return groups
 
     def _fused_function(self, variables):
-        import tensorflow as tf
+        def fused_update(grads, learning_rate):
+            for gradient, variable in zip(grads, variables):
+                self.update_step(gradient, variable, learning_rate)
 
-        key = tuple(self._var_key(v) for v in variables)
-        function = self._fused.functions.get(key)
-        if function is None:
-
-            def fused_update(grads, learning_rate):
-                for gradient, variable in zip(grads, variables):
-                    self.update_step(gradient, variable, learning_rate)
-
-            function = tf.function(fused_update, jit_compile=True, autograph=False)
-            self._fused.functions[key] = function
-        return function
+        return self._fused.get(tuple(self._var_key(v) for v in variables), fused_update)
 
     # -- decoupled weight decay ---------------------------------------------------------
 

@@ -8,6 +8,7 @@ from keras.saving import register_keras_serializable
 
 from keras_optnotes.checks import check_in_range, check_integer
 from keras_optnotes.optimizers.base import (
+    _CompiledFunctions,
     _layout,
     _SavedState,
     _shapes,
@@ -24,13 +25,6 @@ def _tensorflow_eagerly() -> bool:
     import tensorflow as tf
 
     return tf.executing_eagerly()
-
-
-class _CompiledFunctions:
-    """Holds compiled functions out of sight of Keras' and TensorFlow's trackers."""
-
-    def __init__(self):
-        self.functions = {}
 
 
 @register_keras_serializable(package="keras_optnotes")
@@ -274,20 +268,10 @@ class Lookahead(keras.optimizers.Optimizer):
         # (benchmarks/remedies.py).
         key = tuple(id(v) for v in fast_weights)
         if int(ops.convert_to_numpy(self._inner_count())) == 0:
-            self._compiled("start", key, start)()
+            self._compiled_functions.get(("start", key), start)()
         self.inner_optimizer.apply(grads, trainable_variables)
         if int(ops.convert_to_numpy(self._inner_count())) % self.sync_period == 0:
-            self._compiled("synchronize", key, synchronize)()
-
-    def _compiled(self, name, key, function):
-        """`function` as an XLA-compiled `tf.function`, made once per variable list."""
-        import tensorflow as tf
-
-        compiled = self._compiled_functions.functions.get((name, key))
-        if compiled is None:
-            compiled = tf.function(function, jit_compile=True, autograph=False)
-            self._compiled_functions.functions[(name, key)] = compiled
-        return compiled
+            self._compiled_functions.get(("synchronize", key), synchronize)()
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """The JAX trainer's step: the inner optimizer's own stateless step between
