@@ -254,9 +254,9 @@ def perturbed_passes(
     metrics: list,
     data: tuple,
     loss_scale: Any,
-) -> tuple[list, list]:
-    """The second pass of each split, at w + ε; returns the perturbed gradients and
-    the unperturbed ones, each averaged over the splits by their shares.
+) -> list:
+    """The second pass of each split, at w + ε; returns the perturbed gradients
+    averaged over the splits by their shares.
 
     ε comes from g / loss_scale (zero when g is not finite, so that a loss-scale
     overflow reaches the optimizer as a non-finite gradient at w and the
@@ -264,7 +264,7 @@ def perturbed_passes(
     non-trainable state as the split's unperturbed one (same dropout mask), and its
     state (batch-norm updates, metrics) is dropped.
     """
-    summed = unperturbed_summed = None
+    summed = None
     parts = _parts(sam, data)
     for (part, share, nonempty), gradients, start in zip(
         parts, passes.gradients, passes.starts
@@ -284,12 +284,8 @@ def perturbed_passes(
         perturbed = _scaled_loss(sam, *part, loss_scale, start, metrics)
         _, perturbed_gradients = value_and_grad(perturbed, perturbed_weights)
         perturbed_gradients = _fill_none(perturbed_gradients, trainable)
-        if share is not None:
-            perturbed_gradients = _share_of(perturbed_gradients, share, nonempty)
-            gradients = _share_of(gradients, share, nonempty)
-        summed = _accumulate(summed, perturbed_gradients)
-        unperturbed_summed = _accumulate(unperturbed_summed, gradients)
-    return summed, unperturbed_summed
+        summed = _add_share(summed, perturbed_gradients, share, nonempty)
+    return summed
 
 
 def _share_of(tensors: Sequence[Any], share: Any, nonempty: Any) -> list:
@@ -298,7 +294,11 @@ def _share_of(tensors: Sequence[Any], share: Any, nonempty: Any) -> list:
     return _masked(nonempty, shared, [ops.zeros_like(t) for t in shared])
 
 
-def _accumulate(total: list | None, tensors: list) -> list:
+def _add_share(total: list | None, tensors: list, share: Any, nonempty: Any) -> list:
+    """`total` (None: nothing yet) plus a split's tensors times its share (the tensors
+    as they are for the whole batch, `share` None)."""
+    if share is not None:
+        tensors = _share_of(tensors, share, nonempty)
     return tensors if total is None else [s + t for s, t in zip(total, tensors)]
 
 
@@ -323,12 +323,17 @@ def sharpness_step(
     trainable, non_trainable, metrics = state
     if passes is None:
         passes = unperturbed_passes(sam, value_and_grad, *state, data, loss_scale)
-    gradients, unperturbed = perturbed_passes(
+    gradients = perturbed_passes(
         sam, value_and_grad, trainable, passes, metrics, data, loss_scale
     )
     values = list(passes.non_trainable_values)
     indices = sam._direction_indices()
     if indices:
+        unperturbed = None  # g averaged over the splits as g_s is: LookSAM's only
+        for (_, share, nonempty), split_gradients in zip(
+            _parts(sam, data), passes.gradients
+        ):
+            unperturbed = _add_share(unperturbed, split_gradients, share, nonempty)
         plain, perturbed = (
             [g / ops.cast(loss_scale, g.dtype) for g in tensors]
             for tensors in (unperturbed, gradients)
