@@ -35,6 +35,14 @@ def _is_array_structure(data):
     return bool(leaves) and all(hasattr(leaf, "shape") for leaf in leaves)
 
 
+def _per_channel(x, axis):
+    """`x` in float64 as a matrix with one column per channel (`axis`) and one row
+    per value BN reduces over."""
+    x = np.asarray(x, dtype=np.float64)
+    axis = axis % x.ndim
+    return np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+
+
 class _Moments:
     """Count, mean and sum of squared deviations per channel, merged batch by batch
     (Chan, Golub, LeVeque 1979) in float64: every element counts once, whatever the
@@ -44,9 +52,7 @@ class _Moments:
         self.count, self.mean, self.m2 = 0, 0.0, 0.0
 
     def add(self, x, axis):
-        x = np.asarray(x, dtype=np.float64)
-        axis = axis % x.ndim
-        x = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        x = _per_channel(x, axis)
         n, mean = x.shape[0], x.mean(axis=0)
         m2 = ((x - mean) ** 2).sum(axis=0)
         total = self.count + n
@@ -71,9 +77,7 @@ class _BatchAverage:
         self.means, self.variances = [], []
 
     def add(self, x, axis):
-        x = np.asarray(x, dtype=np.float64)
-        axis = axis % x.ndim
-        x = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        x = _per_channel(x, axis)
         if x.shape[0] < 2:
             raise ValueError(
                 "recompute_batch_normalization_statistics(statistics="
