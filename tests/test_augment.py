@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_augmented_batches import check_cutmix, check_mixup, distinct_images
 
 from keras_optnotes.data import augment
 
@@ -53,6 +54,21 @@ def test_cutmix_pastes_pixels_from_one_other_image():
             # Every pixel comes from the image itself or from its one partner.
             assert len(sources) <= 2
             assert sources <= set(np.flatnonzero(label > 0) + 1.0)
+
+
+@pytest.mark.parametrize(
+    "technique, check",
+    [({"mixup_alpha": 1.0}, check_mixup), ({"cutmix_alpha": 1.0}, check_cutmix)],
+)
+def test_mixing_in_the_pipeline_follows_the_equations(technique, check):
+    # Checked with NumPy as on arrays (test_augmented_batches): one class per sample,
+    # so a one-hot row says which inputs an output image was made of.
+    x = distinct_images()
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.arange(len(x)))).batch(8)
+    batches = arrays(augment(dataset, num_classes=len(x), **technique))
+    for images, labels in batches:
+        check(x, images, labels)
+    assert any(((labels > 0).sum(axis=1) == 2).any() for _, labels in batches)
 
 
 def test_one_hot_labels_pass_through_and_integer_labels_need_num_classes():
