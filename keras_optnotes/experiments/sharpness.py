@@ -713,6 +713,14 @@ class StudySettings:
     def batch_size(self, name: str) -> int:
         return self.small_batch if name == "small" else self.large_batch
 
+    def measurement_subset(self, development) -> tuple:
+        """`(x, y)`: the first `measure_samples` training samples, on which the
+        curvature and the interpolation's training loss are measured."""
+        return (
+            development.x_train[: self.measure_samples],
+            development.y_train[: self.measure_samples],
+        )
+
     @property
     def num_batch_splits(self) -> int:
         """m-sharpness' number of slices: ⌈large batch / slice size⌉."""
@@ -897,10 +905,7 @@ def measure_solution(model, split, seed: int, settings: StudySettings) -> dict:
     from keras_optnotes.experiments.protocol import classification_scores
 
     development = split.development
-    subset = (
-        development.x_train[: settings.measure_samples],
-        development.y_train[: settings.measure_samples],
-    )
+    subset = settings.measurement_subset(development)
     train = classification_scores(model, *subset)
     validation = classification_scores(model, development.x_val, development.y_val)
     test = classification_scores(model, split.x_test, split.y_test)
@@ -1282,11 +1287,7 @@ def _interpolate(kept, split, settings):
     """Keskar's line between the kept small and large solutions, or empty tuples."""
     if not ("small" in kept and "large" in kept):
         return (), (), ()
-    development = split.development
-    subset = (
-        development.x_train[: settings.measure_samples],
-        development.y_train[: settings.measure_samples],
-    )
+    subset = settings.measurement_subset(split.development)
     train_line, test_line = (
         _loss_line(kept["small"], kept["large"], data)
         for data in (subset, (split.x_test, split.y_test))
