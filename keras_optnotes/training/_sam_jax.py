@@ -46,11 +46,13 @@ def _apply(sam, state, data, result):
     return logs, (trainable, result.non_trainable_values, optimizer_values, metrics)
 
 
-def train_step(sam, state, data):
-    """The whole step as one function (`run_eagerly`, `jit_compile=False`)."""
+def train_step(sam, state, data, kind=None, passes=None):
+    """Keras' JAX train step, (logs, new state): the whole step as one function
+    (`run_eagerly`, `jit_compile=False`), or one kind of step (`kind` and `passes` as
+    in `train_step_gradients`)."""
     values, batch, loss_scale, iterations = _unpack(sam, state, data)
     result = sam_module.train_step_gradients(
-        sam, value_and_grad, values, batch, loss_scale, iterations
+        sam, value_and_grad, values, batch, loss_scale, iterations, kind, passes
     )
     return _apply(sam, state, data, result)
 
@@ -60,20 +62,6 @@ def _first_passes(sam, state, data):
     return sam_module.unperturbed_passes(
         sam, value_and_grad, *values, batch, loss_scale
     )
-
-
-def _second_passes(sam, state, data, passes):
-    values, batch, loss_scale, _ = _unpack(sam, state, data)
-    result = sam_module.sharpness_step(
-        sam, value_and_grad, values, batch, loss_scale, passes
-    )
-    return _apply(sam, state, data, result)
-
-
-def _between(sam, state, data):
-    values, batch, loss_scale, _ = _unpack(sam, state, data)
-    result = sam_module.step_between(sam, value_and_grad, values, batch, loss_scale)
-    return _apply(sam, state, data, result)
 
 
 def make_train_function(sam):
@@ -88,16 +76,18 @@ def make_train_function(sam):
         out_shardings = (None, sam._get_state_sharding_spec())
     first = jax.jit(lambda state, data: _first_passes(sam, state, data))
 
-    def second_passes(trainable, optimizer_values, non_trainable, metrics, *args):
+    def second_passes(
+        trainable, optimizer_values, non_trainable, metrics, data, passes
+    ):
         state = (trainable, non_trainable, optimizer_values, metrics)
-        return _second_passes(sam, state, *args)
+        return train_step(sam, state, data, kind=True, passes=passes)
 
     # The first program may return some of its inputs as they are (non-trainable
     # values no pass changes): only what it cannot return, the trainable and the
     # optimizer's values, is donated to the second.
     second = jax.jit(second_passes, donate_argnums=(0, 1), out_shardings=out_shardings)
     between = jax.jit(
-        lambda state, data: _between(sam, state, data),
+        lambda state, data: train_step(sam, state, data, kind=False),
         donate_argnums=0,
         out_shardings=out_shardings,
     )

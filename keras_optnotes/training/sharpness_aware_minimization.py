@@ -383,15 +383,17 @@ def train_step_gradients(
     loss_scale: Any,
     iterations: Any,
     kind: bool | None = None,
+    passes: UnperturbedPasses | None = None,
 ) -> SamGradients:
     """What the optimizer applies this step, for any `interval`, on `state` =
     (trainable, non-trainable, metrics values) and `data` = (x, y, sample_weight).
 
-    `kind` True is a SAM step, False a step between; `None` decides from
-    `iterations`, with `interval` > 1 by a conditional (`lax.cond`, `tf.cond`, a
-    Python `if` on PyTorch), so that only the branch taken runs."""
+    `kind` True is a SAM step (its first `passes` may be given, already run), False a
+    step between; `None` decides from `iterations`, with `interval` > 1 by a
+    conditional (`lax.cond`, `tf.cond`, a Python `if` on PyTorch), so that only the
+    branch taken runs."""
     if sam.interval == 1 or kind is True:
-        return sharpness_step(sam, value_and_grad, state, data, loss_scale)
+        return sharpness_step(sam, value_and_grad, state, data, loss_scale, passes)
     if kind is False:
         return step_between(sam, value_and_grad, state, data, loss_scale)
     return SamGradients(
