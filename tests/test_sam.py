@@ -50,13 +50,19 @@ def float64():
     keras.config.set_dtype_policy(previous_policy)
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
+def regression_data(seed):
+    """32 rows: x (3 columns) and y of float32 values in float64, sample weights in
+    quarters from 0 to 1."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=(32, 3)).astype("float32").astype("float64")
     y = rng.normal(size=(32, 1)).astype("float32").astype("float64")
     sample_weight = rng.integers(0, 5, size=32) / 4.0
     return x, y, sample_weight
+
+
+@pytest.fixture(scope="module")
+def data():
+    return regression_data(0)
 
 
 def linear_model(seed=0, l2=L2):
@@ -111,13 +117,15 @@ def reference_perturbation(gradients, weights, rho, adaptive, eta):
     return [rho * g / norm for g in gradients]
 
 
-def reference_step(
+def reference_gradients(
     weights, x, y, sample_weight, rho=RHO, adaptive=False, eta=ETA, splits=1, l2=L2
 ):
-    """One SAM step: returns the new weights, the unperturbed and the perturbed loss."""
+    """One SAM step's g and g_s, the unperturbed and the perturbed loss: each averaged
+    over the splits by their shares."""
     n = len(x)
     bounds = [(i * n) // splits for i in range(splits + 1)]
-    total = [np.zeros_like(w) for w in weights]
+    g = [np.zeros_like(w) for w in weights]
+    g_s = [np.zeros_like(w) for w in weights]
     loss = perturbed_loss = 0.0
     for start, stop in zip(bounds[:-1], bounds[1:]):
         if stop == start:
@@ -133,10 +141,24 @@ def reference_step(
         part_perturbed_loss, perturbed = linear_loss_and_gradient(
             at, x[part], y[part], part_weight, l2
         )
-        total = [t + share * g for t, g in zip(total, perturbed)]
+        g = [t + share * a for t, a in zip(g, gradient)]
+        g_s = [t + share * a for t, a in zip(g_s, perturbed)]
         loss += share * part_loss
         perturbed_loss += share * part_perturbed_loss
-    return [w - LEARNING_RATE * g for w, g in zip(weights, total)], loss, perturbed_loss
+    return g, g_s, loss, perturbed_loss
+
+
+def reference_step(weights, x, y, sample_weight, **options):
+    """One SAM step (options as `reference_gradients`'): returns the new weights, the
+    unperturbed and the perturbed loss."""
+    _, perturbed, loss, perturbed_loss = reference_gradients(
+        weights, x, y, sample_weight, **options
+    )
+    return (
+        [w - LEARNING_RATE * g for w, g in zip(weights, perturbed)],
+        loss,
+        perturbed_loss,
+    )
 
 
 def run_script(script, *arguments):
@@ -459,10 +481,7 @@ def test_mirrored_strategy_perturbs_each_replica_with_its_shard(data):
     weights = [np.asarray(w) for w in result["initial"]]
     shards = []
     for part in (slice(0, 8), slice(8, 16)):
-        _, gradient = linear_loss_and_gradient(weights, x[part], y[part], None, l2=0.0)
-        epsilon = reference_perturbation(gradient, weights, RHO, False, ETA)
-        at = [w + e for w, e in zip(weights, epsilon)]
-        shards.append(linear_loss_and_gradient(at, x[part], y[part], None, l2=0.0)[1])
+        shards.append(reference_gradients(weights, x[part], y[part], None, l2=0.0)[1])
     per_replica = [w - LEARNING_RATE * (a + b) / 2 for w, a, b in zip(weights, *shards)]
     global_, _, _ = reference_step(weights, x, y, None, l2=0.0)
     assert result["replicas"] == 2

@@ -9,7 +9,8 @@ a float64 NumPy implementation of their equations written here:
   g + α (‖g‖/‖g_v‖) g_v.
 
 The model is test_sam.py's float64 linear regression with an L2 penalty; its loss and
-gradient and SAM's perturbation come from there. Runs on TensorFlow, JAX and PyTorch.
+gradient and the SAM step's g and g_s come from there. Runs on TensorFlow, JAX and
+PyTorch.
 """
 
 import keras
@@ -17,14 +18,15 @@ import numpy as np
 import pytest
 from test_sam import (
     HERE,
-    L2,
     LEARNING_RATE,
     RHO,
     assert_close,
     compiled,
+    float64,  # noqa: F401  (autouse: float64 in this module too)
     linear_loss_and_gradient,
     linear_model,
-    reference_perturbation,
+    reference_gradients,
+    regression_data,
     run_script,
 )
 
@@ -34,23 +36,9 @@ BATCH = 8
 TOLERANCE = 1e-12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def float64():
-    previous, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_floatx(previous)
-    keras.config.set_dtype_policy(previous_policy)
-
-
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(32, 3)).astype("float32").astype("float64")
-    y = rng.normal(size=(32, 1)).astype("float32").astype("float64")
-    sample_weight = rng.integers(0, 5, size=32) / 4.0
-    return x, y, sample_weight
+    return regression_data(2)
 
 
 # ---- the float64 NumPy reference ---------------------------------------------------
@@ -60,25 +48,6 @@ def dot(a, b):
     return sum(np.sum(s * t) for s, t in zip(a, b))
 
 
-def sam_gradients(weights, x, y, sample_weight, splits, adaptive, eta, l2=L2):
-    """(g, g_s) of one SAM step: both averaged over the splits by their shares."""
-    n = len(x)
-    bounds = [(i * n) // splits for i in range(splits + 1)]
-    g = [np.zeros_like(w) for w in weights]
-    g_s = [np.zeros_like(w) for w in weights]
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        part = slice(start, stop)
-        weight = None if sample_weight is None else sample_weight[part]
-        share = (stop - start) / n
-        _, gradient = linear_loss_and_gradient(weights, x[part], y[part], weight, l2)
-        epsilon = reference_perturbation(gradient, weights, RHO, adaptive, eta)
-        at = [w + e for w, e in zip(weights, epsilon)]
-        _, perturbed = linear_loss_and_gradient(at, x[part], y[part], weight, l2)
-        g = [a + share * b for a, b in zip(g, gradient)]
-        g_s = [a + share * b for a, b in zip(g_s, perturbed)]
-    return g, g_s
-
-
 def reference_run(
     weights, batches, interval, alpha, splits=1, adaptive=False, eta=0.01
 ):
@@ -86,8 +55,8 @@ def reference_run(
     direction = [np.zeros_like(w) for w in weights]
     for t, (x, y, sample_weight) in enumerate(batches):
         if t % interval == 0:
-            g, update = sam_gradients(
-                weights, x, y, sample_weight, splits, adaptive, eta
+            g, update, _, _ = reference_gradients(
+                weights, x, y, sample_weight, adaptive=adaptive, eta=eta, splits=splits
             )
             coefficient = dot(g, update) / dot(g, g)
             direction = [s - coefficient * a for a, s in zip(g, update)]
@@ -362,14 +331,12 @@ def test_mirrored_strategy_looksam_per_replica(data):
     the number of replicas, and g_v with it). LookSAM step: each
     replica adds α (‖g_r‖/‖g_v‖) g_v to its own g_r, the update is their mean."""
     result = run_script(HERE / "distributed_sam.py", "looksam")
-    rng = np.random.default_rng(0)  # test_sam.py's data: distributed_sam.py's too
-    x = rng.normal(size=(32, 3)).astype("float32").astype("float64")
-    y = rng.normal(size=(32, 1)).astype("float32").astype("float64")
+    x, y, _ = regression_data(0)  # test_sam.py's data: distributed_sam.py's too
     weights = [np.asarray(w) for w in result["initial"]]
     shards = [slice(0, 8), slice(8, 16)]
     updates, directions = [], []
     for part in shards:
-        g, g_s = sam_gradients(weights, x[part], y[part], None, 1, False, 0.01, l2=0.0)
+        g, g_s, _, _ = reference_gradients(weights, x[part], y[part], None, l2=0.0)
         updates.append(g_s)
         directions.append([s - dot(g, g_s) / dot(g, g) * a for a, s in zip(g, g_s)])
     weights = [w - LEARNING_RATE * (a + b) / 2 for w, a, b in zip(weights, *updates)]
