@@ -507,6 +507,17 @@ def test_mirrored_strategy_perturbs_each_replica_with_its_shard(data):
         ({"num_batch_splits": 0}, "num_batch_splits"),
         ({"num_batch_splits": 2.5}, "num_batch_splits"),
         ({"num_batch_splits": True}, "num_batch_splits"),
+        ({"interval": 0}, "interval"),
+        ({"interval": -2}, "interval"),
+        ({"interval": 2.5}, "interval"),
+        ({"interval": True}, "interval"),
+        ({"interval": "5"}, "interval"),
+        ({"interval": None}, "interval"),
+        ({"looksam_alpha": -0.1}, "looksam_alpha"),
+        ({"looksam_alpha": float("inf")}, "looksam_alpha"),
+        ({"looksam_alpha": float("nan")}, "looksam_alpha"),
+        ({"looksam_alpha": "0.5"}, "looksam_alpha"),
+        ({"looksam_alpha": True}, "looksam_alpha"),
     ],
 )
 def test_bad_arguments_name_argument_and_value(kwargs, name):
