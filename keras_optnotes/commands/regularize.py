@@ -29,6 +29,7 @@ from keras_optnotes.commands._common import (
     add_output_arguments,
     add_seed_argument,
     fraction,
+    load_dataset,
     positive_int,
 )
 from keras_optnotes.experiments.regularize import (
@@ -188,15 +189,10 @@ def run(args: argparse.Namespace) -> int:
         QUICK_TRAIN_SIZE if args.quick else DEFAULT_TRAIN_SIZE
     )
     parse_techniques(args.techniques)  # unknown names fail before any work
-    from keras_optnotes import data
-
     with output_folder(args.out) as staging:
-        try:
-            split = data.load(
-                args.dataset, validation_fraction=VALIDATION_FRACTION, seed=args.seed
-            )
-        except (ImportError, data.DatasetUnavailableError) as error:
-            raise UsageError(f"--dataset {args.dataset}: {error}") from error
+        split = load_dataset(
+            args.dataset, validation_fraction=VALIDATION_FRACTION, seed=args.seed
+        )
         images = len(split.input_shape) == 3
         techniques = parse_techniques(args.techniques, images=images)
         if args.quick and args.techniques is None:
