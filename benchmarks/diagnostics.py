@@ -187,19 +187,19 @@ def noise_scale_overhead(samples: int, epochs: int) -> None:
     )
 
 
+def _mean_loss(y, y_pred):
+    return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, y_pred))
+
+
 def _double_backward_reference(model, x, y, vectors):
     """A plain double back-propagation H v on this backend, outside the package."""
-
-    def loss_of(y_pred):
-        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, y_pred))
-
     if BACKEND == "torch":
         import torch
 
         parameters = [v.value for v in model.trainable_variables]
 
         def pyhessian():  # PyHessian's hessian_vector_product, on the Keras model
-            loss = loss_of(model(x, training=False))
+            loss = _mean_loss(y, model(x, training=False))
             gradients = torch.autograd.grad(loss, parameters, create_graph=True)
             return torch.autograd.grad(
                 gradients, parameters, grad_outputs=vectors, retain_graph=False
@@ -215,7 +215,7 @@ def _double_backward_reference(model, x, y, vectors):
         def nested_tapes():
             with tf.GradientTape() as outer:
                 with tf.GradientTape() as inner:
-                    loss = loss_of(model(x, training=False))
+                    loss = _mean_loss(y, model(x, training=False))
                 gradients = inner.gradient(loss, watched)
                 product = tf.add_n(
                     [tf.reduce_sum(g * v) for g, v in zip(gradients, vectors)]
@@ -230,7 +230,7 @@ def _double_backward_reference(model, x, y, vectors):
 
     def loss(values):
         y_pred, _ = model.stateless_call(values, non_trainable, x, training=False)
-        return loss_of(y_pred)
+        return _mean_loss(y, y_pred)
 
     def inner_product(values):
         gradients = jax.grad(loss)(values)
@@ -238,6 +238,25 @@ def _double_backward_reference(model, x, y, vectors):
 
     reverse_over_reverse = jax.jit(jax.grad(inner_product))
     return lambda: jax.block_until_ready(reverse_over_reverse(trainable))
+
+
+def _kept_gradient_reference(model, x, y, vectors):
+    """PyHessian's one-batch mode (PyTorch; `None` elsewhere): ∇f with its graph
+    computed once, then each product one back-propagation through it."""
+    if BACKEND != "torch":
+        return None
+    import torch
+
+    parameters = [v.value for v in model.trainable_variables]
+    loss = _mean_loss(y, model(x, training=False))
+    gradients = torch.autograd.grad(loss, parameters, create_graph=True)
+    return lambda: torch.autograd.grad(
+        gradients, parameters, grad_outputs=vectors, retain_graph=True
+    )
+
+
+REFERENCE = "double back-propagation written here, each product anew (reference)"
+KEPT = "PyHessian's one-batch mode: ∇f's graph kept, one back-propagation a product"
 
 
 def hvp_against_double_backward(batch: int, repeats: int) -> None:
@@ -254,30 +273,47 @@ def hvp_against_double_backward(batch: int, repeats: int) -> None:
     expected = np.concatenate(
         [np.ravel(keras.ops.convert_to_numpy(t)) for t in reference()]
     )
-    variants = {"default": lambda: operator.matvec(vector)}
+    # The operator on one batch: on PyTorch it keeps ∇f's graph between products.
+    variants = {
+        "package default, HessianOperator.matvec": lambda: operator.matvec(vector)
+    }
     for label, functions in _methods(model):
         tensor = functions.vector(vector)
-        variants[label] = lambda f=functions, t=tensor: f.hvp(tx, ty, None, t)
-    variants["double back-propagation written here (reference)"] = reference
+        variants[f"{label}, each product anew"] = lambda f=functions, t=tensor: f.hvp(
+            tx, ty, None, t
+        )
+    variants[REFERENCE] = reference
+    kept = _kept_gradient_reference(model, tx, ty, pieces)
+    if kept is not None:
+        variants[KEPT] = kept
     times = {label: [] for label in variants}
     for label, function in variants.items():
         result = function()  # trace / compile / warm up
-        if label != "double back-propagation written here (reference)":
+        if label != REFERENCE:
+            if not isinstance(result, np.ndarray):
+                result = np.concatenate(
+                    [np.ravel(keras.ops.convert_to_numpy(t)) for t in result]
+                )
             error = np.linalg.norm(result - expected) / np.linalg.norm(expected)
             print(f"  {label}: relative difference from the reference {error:.1e}")
-    for _ in range(repeats):
-        for label, function in variants.items():
+    order = list(variants)
+    for repeat in range(repeats):
+        # The order turns each repeat, so that no variant always runs first.
+        for label in order[repeat % len(order) :] + order[: repeat % len(order)]:
             start = CLOCK()
-            function()
+            variants[label]()
             times[label].append(CLOCK() - start)
-    base = statistics.median(times["double back-propagation written here (reference)"])
+    medians = {label: statistics.median(values) for label, values in times.items()}
     print(f"  default method: {operator.hvp_method}")
-    for label, values in times.items():
-        median = statistics.median(values)
+    for label, median in medians.items():
         print(
-            f"  {label}: {1e3 * median:8.1f} ms   {median / base:5.3f}x the reference"
+            f"  {label}: {1e3 * median:8.1f} ms   "
+            f"{median / medians[REFERENCE]:5.3f}x the reference"
             f"   (batch {batch}, {operator.size:,} weights, median of {repeats})"
         )
+    if kept is not None:
+        ratio = medians["package default, HessianOperator.matvec"] / medians[KEPT]
+        print(f"  package default / PyHessian's one-batch mode: {ratio:5.3f}x")
 
 
 def _methods(model):

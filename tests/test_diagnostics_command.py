@@ -9,7 +9,6 @@ are in test_experiments_sharpness.py."""
 import csv
 import json
 
-import keras
 import numpy as np
 import pytest
 from scipy import stats
@@ -54,9 +53,8 @@ def test_quick_run_writes_consistent_report(tmp_path, capsys):
             # Keskar's L-BFGS-B maximization is tested in test_diagnostics_landscape.py
             # and is the most expensive measurement of a quick run.
             "--no-keskar",
-            # XLA's compilation costs more than it saves on CPU for TensorFlow; JAX
-            # without jit runs op by op; on PyTorch --jit changes nothing.
-            "--no-jit" if keras.backend.backend() == "tensorflow" else "--jit",
+            # No --jit: --quick's own choice (XLA's compilation of each fresh
+            # model costs more than it saves here; on PyTorch it changes nothing).
             "--out",
             str(out),
         ]

@@ -108,6 +108,48 @@ def test_hvp_forced_xla_matches_closed_form(regression):
     assert relative_error(operator.matvec(v), hessian @ v) <= 1e-12
 
 
+def sigmoid_regression_hessian(theta, x, y):
+    """H of f(w, b) = mean((σ(x·w + b) − y)²), exactly: with s = σ(z),
+    H = 2/N · Σ [(s(1−s))² + (s − y) s(1−s)(1−2s)] x̃ x̃ᵀ, x̃ = [x, 1]."""
+    design = np.hstack([x, np.ones((len(x), 1))])
+    s = 1.0 / (1.0 + np.exp(-(design @ theta)))
+    slope = s * (1.0 - s)
+    curvature = slope**2 + (s - y[:, 0]) * slope * (1.0 - 2.0 * s)
+    return 2.0 / len(x) * (design * curvature[:, None]).T @ design
+
+
+def test_one_batch_operator_follows_the_weights(regression):
+    """A single-batch operator may keep the gradient's graph between products
+    (PyTorch): the products stay exact after `set_weights`, after an optimizer step
+    and after `release`, where a graph kept past a change of weights would give
+    the old Hessian."""
+    _, x, y, _ = regression
+    y = (y > 0).astype("float64")
+    model = keras.Sequential(
+        [keras.Input((x.shape[1],), dtype="float64"), linear(1, activation="sigmoid")]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=MSE64)
+    operator = HessianOperator(model, (x, y), batch_size=len(x), loss=squared_error)
+    rng = np.random.default_rng(21)
+
+    def check():
+        theta = operator.flatten(model.get_weights())
+        hessian = sigmoid_regression_hessian(theta, x, y)
+        for _ in range(2):  # the second product reuses what the first built
+            v = rng.normal(size=operator.size)
+            assert relative_error(operator.matvec(v), hessian @ v) <= 1e-12
+        return theta
+
+    first = check()
+    operator.set_flat_weights(rng.normal(size=operator.size) * 0.3)
+    assert not np.allclose(check(), first)
+    before = operator.flatten(model.get_weights())
+    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+    assert not np.allclose(check(), before)
+    operator.release()
+    check()
+
+
 @pytest.mark.skipif(BACKEND == "jax", reason="JAX has one method: jvp of grad")
 def test_forward_over_reverse_equals_double_backward(mlp):
     """Forward-over-reverse beside double back-propagation (the default here)."""

@@ -132,5 +132,6 @@ class SharpnessMonitor(LogProducer):
                 )
                 self.results.append((epoch, trace))
                 values["hessian_trace"] = trace.trace
+            operator.release()  # training does not carry the product's graph
         if logs is not None:
             logs.update(values)

@@ -247,8 +247,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="XLA-compile the train step and the optimizer, and on a GPU or TPU the "
-        "Hessian-vector products (default: --jit; --quick on TensorFlow: --no-jit, "
-        "as XLA's compilation of each fresh model costs more than a few steps save)",
+        "Hessian-vector products (default: --jit; --quick on TensorFlow and JAX: "
+        "--no-jit, as XLA's compilation of each fresh model costs more than a few "
+        "steps save)",
     )
     parser.add_argument(
         "--verbose",
@@ -432,7 +433,9 @@ def run(args: argparse.Namespace) -> int:
     if args.jit is None:
         import keras
 
-        args.jit = not (args.quick and keras.backend.backend() == "tensorflow")
+        args.jit = not (
+            args.quick and keras.backend.backend() in ("tensorflow", "jax")
+        )
     if not args.sam_rhos:
         raise UsageError("--sam-rhos: expected a comma-separated list of numbers > 0")
     with output_folder(args.out) as staging:

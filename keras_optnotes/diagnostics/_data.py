@@ -113,6 +113,11 @@ class Batches:
             raise ValueError("`data` yields no batches; it must hold at least one.")
         self.first = first
 
+    @property
+    def single(self) -> bool:
+        """Whether these are arrays cut into one batch: the same tensors every pass."""
+        return self._cached is not None and len(self._cached) == 1
+
     def __iter__(self) -> Iterator[tuple[Any, Any, Any, int]]:
         if self._cached is not None:
             yield from self._cached

@@ -219,6 +219,9 @@ class HessianOperator:
             x, y, sample_weight, _ = self.batches.first
             functions.eager_loss(x, y, sample_weight)
         self.functions = functions
+        # One fixed batch of arrays: PyTorch keeps its gradient's graph here between
+        # products (see `release`); over several batches each product builds anew.
+        self._graph = {} if self.batches.single else None
         self.variables = functions.variables
         self.shapes = functions.shapes
         self.sizes = functions.sizes
@@ -273,7 +276,24 @@ class HessianOperator:
                 f"`vector` must have shape ({self.size},) for this model; received "
                 f"shape {vector.shape}."
             )
-        return self._average(self.functions.hvp, self.functions.vector(vector))
+        return self._average(
+            self.functions.hvp, self.functions.vector(vector), self._graph
+        )
+
+    def release(self) -> None:
+        """Drop the gradient's graph kept between products (PyTorch, one batch).
+
+        On PyTorch an operator on a single batch of arrays keeps ∇f's graph (the
+        batch's activations) after its first product and reuses it while the
+        weights are unchanged, as PyHessian does: each further product costs one
+        back-propagation through that graph instead of a forward and two backward
+        passes. The graph is rebuilt when any variable is assigned, and dropped
+        with the operator or by this method (which `SharpnessMonitor` calls after
+        each measurement, so that training does not carry it). Other backends
+        keep nothing; there it does nothing.
+        """
+        if self._graph is not None:
+            self._graph.clear()
 
     def flatten(self, arrays: Sequence[Any]) -> np.ndarray:
         """Concatenate per-variable arrays (model order) into one flat float64 vector."""

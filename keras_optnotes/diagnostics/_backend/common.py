@@ -12,8 +12,11 @@ class BatchFunctionsBase:
     Subclasses (one per backend) provide `vector(np_vector) -> tensor` and, for a batch
     `(x, y, sample_weight)` of backend tensors, `loss(...) -> float64`,
     `loss_and_gradient(...) -> (float64, flat float64 array)` and
-    `hvp(..., vector) -> flat float64 array`, plus `traces`, `uses_xla` and
-    `hvp_method` (a description of how H v is computed).
+    `hvp(..., vector, graph=None) -> flat float64 array`, plus `traces`, `uses_xla`
+    and `hvp_method` (a description of how H v is computed). `graph` is a dict the
+    caller owns for one fixed batch: where the backend builds the gradient's graph
+    eagerly (PyTorch) it is kept there and reused while the weights are unchanged;
+    traced backends ignore it.
 
     The flat vector holds `model.trainable_variables` in order, each flattened in C
     order; its dtype is the first variable's.

@@ -101,6 +101,7 @@ class BatchFunctions(BatchFunctionsBase):
         loss, gradients = self._gradient_fn(*self._values(), x, y, sample_weight)
         return np.float64(loss), np.asarray(self._join(gradients), np.float64)
 
-    def hvp(self, x, y, sample_weight, vector):
+    def hvp(self, x, y, sample_weight, vector, graph=None):
+        del graph  # the compiled product keeps no graph between calls
         product = self._hvp_fn(*self._values(), x, y, sample_weight, vector)
         return np.asarray(product, np.float64)

@@ -179,7 +179,8 @@ class BatchFunctions(BatchFunctionsBase):
         loss, gradient = self.gradient_fn(x, y, sample_weight)
         return np.float64(loss.numpy()), gradient.numpy().astype(np.float64)
 
-    def hvp(self, x, y, sample_weight, vector):
+    def hvp(self, x, y, sample_weight, vector, graph=None):
+        del graph  # the traced product keeps no graph between calls
         try:
             product = self.hvp_fn(x, y, sample_weight, vector)
         except (LookupError, NotImplementedError, TypeError, ValueError):

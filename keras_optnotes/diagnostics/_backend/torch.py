@@ -15,6 +15,7 @@ is refused before: torch has no XLA).
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -73,7 +74,7 @@ class BatchFunctions(BatchFunctionsBase):
             gradients = self._gradients(loss, parameters)
         return np.float64(_to_numpy(loss)), _to_numpy(self._join(gradients))
 
-    def hvp(self, x, y, sample_weight, vector):
+    def hvp(self, x, y, sample_weight, vector, graph=None):
         parameters = self._parameters()
         pieces = torch.split(vector, self.sizes)
         tangents = [
@@ -89,7 +90,9 @@ class BatchFunctions(BatchFunctionsBase):
                 except (RuntimeError, NotImplementedError, TypeError, ValueError):
                     # An op without torch.func support: double back-propagation.
                     self.hvp_method = DOUBLE_BACKWARD
-            return self._hvp_double_backward(x, y, sample_weight, parameters, tangents)
+            return self._hvp_double_backward(
+                x, y, sample_weight, parameters, tangents, graph
+            )
 
     def _hvp_forward(self, x, y, sample_weight, parameters, tangents):
         def loss(values):
@@ -101,16 +104,49 @@ class BatchFunctions(BatchFunctionsBase):
         _, products = torch.func.jvp(torch.func.grad(loss), (primals,), (tangents,))
         return _to_numpy(self._join(products))
 
-    def _hvp_double_backward(self, x, y, sample_weight, parameters, tangents):
+    def _hvp_double_backward(self, x, y, sample_weight, parameters, tangents, graph):
         with torch.enable_grad():
-            loss = self._batch_loss(x, y, sample_weight)
-            gradients = self._gradients(loss, parameters, create_graph=True)
+            gradients = self._gradient_graph(x, y, sample_weight, parameters, graph)
             connected = [(g, t) for g, t in zip(gradients, tangents) if g.requires_grad]
             if connected:
                 outputs, cotangents = zip(*connected)
                 products = self._gradients(
-                    list(outputs), parameters, grad_outputs=list(cotangents)
+                    list(outputs),
+                    parameters,
+                    grad_outputs=list(cotangents),
+                    retain_graph=graph is not None,
                 )
             else:  # the loss is linear in every weight: H = 0
                 products = [torch.zeros_like(p) for p in parameters]
         return _to_numpy(self._join(products))
+
+    def _gradient_graph(self, x, y, sample_weight, parameters, graph):
+        """∇f with its graph (`create_graph=True`). With a `graph` dict, the one
+        built for this batch at these weights is reused, as PyHessian reuses its
+        gradient for every product on one batch: a product then costs one
+        back-propagation through the gradient's graph. The key holds the batch's
+        tensors and every variable's tensor and in-place version (`assign` bumps
+        it), so new weights, new moving statistics or another batch build anew."""
+        if graph is None:
+            return self._gradients(
+                self._batch_loss(x, y, sample_weight), parameters, create_graph=True
+            )
+        state = [v.value for v in self.model.variables]
+        batch = [
+            t
+            for t in keras.tree.flatten((x, y, sample_weight))
+            if isinstance(t, torch.Tensor)
+        ]
+        key = [(t, t._version) for t in (*batch, *state)]
+        kept = graph.get("key")
+        if (
+            kept is None
+            or len(kept) != len(key)
+            or any(a is not b or u != w for (a, u), (b, w) in zip(kept, key))
+        ):
+            graph.clear()  # drop the old graph before the new one is built
+            graph["gradients"] = self._gradients(
+                self._batch_loss(x, y, sample_weight), parameters, create_graph=True
+            )
+            graph["key"] = key
+        return graph["gradients"]
