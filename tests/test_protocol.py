@@ -234,6 +234,81 @@ def test_choice_can_minimize_and_prefers_the_first_of_equals():
     assert search.best == {"batch": 2}
 
 
+def _peaked(peak):
+    """A validation score with its best at learning rate `peak`, on every seed."""
+    return lambda c, s, d: -((math.log10(c["learning_rate"]) - math.log10(peak)) ** 2)
+
+
+@pytest.mark.parametrize(
+    "peak, extensions, tried, still_on_edge",
+    [
+        # the winner on the top edge: 0.1·(0.1/0.01) = 1, then 10, where 1 wins inside
+        (1.0, 2, [0.001, 0.01, 0.1, 1.0, 10.0], False),
+        # one extension allowed: 1 wins, on the new edge
+        (3.0, 1, [0.001, 0.01, 0.1, 1.0], True),
+        # the bottom edge: 1e-4 wins inside after one extension (1e-5 loses)
+        (1e-4, 3, [0.001, 0.01, 0.1, 1e-4, 1e-5], False),
+        # inside from the start: nothing added
+        (0.01, 2, [0.001, 0.01, 0.1], False),
+    ],
+)
+def test_a_winner_on_the_edge_extends_the_grid(peak, extensions, tried, still_on_edge):
+    development = protocol.three_way_split(_split()).development
+    calls = []
+
+    def score(candidate, seed, dev):
+        calls.append((candidate["learning_rate"], seed))
+        return _peaked(peak)(candidate, seed, dev)
+
+    grid = [{"learning_rate": v} for v in (0.001, 0.01, 0.1)]
+    search = protocol.choose_on_validation(
+        score, grid, (5, 6), development, max_extensions=extensions
+    )
+    learning_rates = [c["learning_rate"] for c in search.candidates]
+    assert learning_rates == pytest.approx(tried, rel=1e-12)
+    # Every candidate was trained once per tuning seed, the new ones included.
+    assert calls == [(lr, seed) for lr in learning_rates for seed in (5, 6)]
+    best = learning_rates[int(np.argmax([_peaked(peak)({"learning_rate": lr}, 0, 0)
+                                         for lr in learning_rates]))]  # fmt: skip
+    assert search.best["learning_rate"] == best
+    assert search.extensions == len(tried) - 3
+    assert search.to_dict()["edge_extensions"] == len(tried) - 3
+    assert search.on_edge("learning_rate") is still_on_edge
+
+
+def test_an_extension_keeps_the_winners_other_settings():
+    development = protocol.three_way_split(_split()).development
+    grid = [
+        {"learning_rate": lr, "rho": rho} for lr in (0.01, 0.1) for rho in (0.05, 0.1)
+    ]
+
+    def score(candidate, seed, dev):  # best at the largest rate, ρ = 0.1
+        return candidate["learning_rate"] + candidate["rho"]
+
+    search = protocol.choose_on_validation(
+        score, grid, (0,), development, max_extensions=1
+    )
+    assert dict(search.candidates[-1]) == pytest.approx(
+        {"learning_rate": 1.0, "rho": 0.1}
+    )
+    assert len(search.candidates) == 5
+
+
+def test_no_extension_from_a_diverged_grid_or_when_not_asked():
+    development = protocol.three_way_split(_split()).development
+    grid = [{"learning_rate": v} for v in (0.01, 0.1, 1.0)]
+    diverged = protocol.choose_on_validation(
+        lambda c, s, d: float("nan"), grid, (0,), development, max_extensions=2
+    )
+    assert len(diverged.candidates) == 3 and diverged.extensions == 0
+    default = protocol.choose_on_validation(_peaked(10.0), grid, (0,), development)
+    assert len(default.candidates) == 3 and default.on_edge("learning_rate")
+    with pytest.raises(ValueError, match="max_extensions"):
+        protocol.choose_on_validation(
+            _peaked(1.0), grid, (0,), development, max_extensions=-1
+        )
+
+
 def test_choice_refuses_a_split_with_test_data():
     three = protocol.three_way_split(_split())
     with pytest.raises(ValueError, match="DevelopmentSplit"):

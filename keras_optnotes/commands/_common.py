@@ -87,6 +87,30 @@ def add_seed_argument(parser: argparse.ArgumentParser, seeds: str) -> None:
     )
 
 
+def add_edge_extensions_argument(parser: argparse.ArgumentParser) -> None:
+    """`--edge-extensions N` (≥ 0; default: the protocol's, 0 with --quick)."""
+    from keras_optnotes.experiments.protocol import EDGE_EXTENSIONS
+
+    parser.add_argument(
+        "--edge-extensions",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="extend a learning-rate grid whose winner is its smallest or largest "
+        "value by one more value past that edge, at most N times (default: "
+        f"{EDGE_EXTENSIONS}; --quick: 0)",
+    )
+
+
+def edge_extensions(args: argparse.Namespace) -> int:
+    """`--edge-extensions`, or its default for a full or a `--quick` run."""
+    from keras_optnotes.experiments.protocol import EDGE_EXTENSIONS
+
+    if args.edge_extensions is not None:
+        return args.edge_extensions
+    return 0 if args.quick else EDGE_EXTENSIONS
+
+
 def add_output_arguments(
     parser: argparse.ArgumentParser, default_out: str, quick: str
 ) -> None:

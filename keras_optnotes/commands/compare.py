@@ -35,9 +35,11 @@ from pathlib import Path
 from keras_optnotes._usage import UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
+    add_edge_extensions_argument,
     add_output_arguments,
     add_seed_argument,
     checked_number,
+    edge_extensions,
     json_ready,
     load_dataset,
     positive_int,
@@ -184,6 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seeds of each rule's learning-rate search (default: "
         f"{DEFAULT_TUNING_SEEDS}; --quick: {QUICK_TUNING_SEEDS})",
     )
+    add_edge_extensions_argument(parser)
     parser.add_argument(
         "--curves",
         action="store_true",
@@ -285,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
             rules,
             seeds=seeds,
             tuning_seeds=tuning_seeds,
+            edge_extensions=edge_extensions(args),
             epochs=epochs,
             batch_size=args.batch_size,
             jit_compile=args.jit,

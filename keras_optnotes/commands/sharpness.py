@@ -36,8 +36,10 @@ from pathlib import Path
 from keras_optnotes._usage import PROG, UsageError
 from keras_optnotes.commands._common import (
     add_dataset_argument,
+    add_edge_extensions_argument,
     add_output_arguments,
     checked_number,
+    edge_extensions,
     json_ready,
     load_dataset,
     positive_float,
@@ -205,6 +207,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="learning rates per grid, log-spaced by sqrt(10) (default: 3)",
     )
+    add_edge_extensions_argument(parser)
     parser.add_argument(
         "--sam-rhos",
         type=_rhos,
@@ -433,9 +436,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jit is None:
         import keras
 
-        args.jit = not (
-            args.quick and keras.backend.backend() in ("tensorflow", "jax")
-        )
+        args.jit = not (args.quick and keras.backend.backend() in ("tensorflow", "jax"))
     if not args.sam_rhos:
         raise UsageError("--sam-rhos: expected a comma-separated list of numbers > 0")
     with output_folder(args.out) as staging:
@@ -452,6 +453,7 @@ def run(args: argparse.Namespace) -> int:
             large_batch=args.large_batch,
             slice_size=args.slice_size,
             grid_size=args.grid_size,
+            edge_extensions=edge_extensions(args),
             sam_rhos=args.sam_rhos,
             measure_samples=measure_samples,
             trace_samples=trace_samples,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from keras_optnotes.checks import check_bool, check_integer, check_positive
 from keras_optnotes.experiments._common import Progress, RunsResult, op_determinism
+from keras_optnotes.experiments.protocol import EDGE_EXTENSIONS
 
 if TYPE_CHECKING:
     from keras_optnotes.data import Split
@@ -481,6 +482,7 @@ def rank_rules(
     seeds: int = DEFAULT_SEEDS,
     tuning_seeds: int = DEFAULT_TUNING_SEEDS,
     grid_size: int = DEFAULT_GRID_SIZE,
+    edge_extensions: int = EDGE_EXTENSIONS,
     epochs: int = DEFAULT_EPOCHS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     validation_fraction: float = 0.2,
@@ -507,6 +509,8 @@ def rank_rules(
         seeds: report seeds, ≥ 2.
         tuning_seeds: seeds of the grid search, ≥ 1.
         grid_size: learning rates per rule, ≥ 3.
+        edge_extensions: how many times at most a rule's grid is extended by one
+            learning rate past the edge its winner is on (0: never).
         epochs: epochs per run, ≥ 1.
         batch_size: batch size, ≥ 1.
         validation_fraction: share of the loader's training set held out for
@@ -543,6 +547,7 @@ def rank_rules(
     seeds = check_integer("seeds", seeds, 2)
     tuning_seeds = check_integer("tuning_seeds", tuning_seeds, 1)
     grid_size = check_integer("grid_size", grid_size, 3)
+    edge_extensions = check_integer("edge_extensions", edge_extensions, 0)
     epochs = check_integer("epochs", epochs, 1)
     batch_size = check_integer("batch_size", batch_size, 1)
     jit_compile = check_bool("jit_compile", jit_compile)
@@ -577,6 +582,7 @@ def rank_rules(
             measure=_measure_rule,
             baseline=rules[0],
             progress=printer,
+            max_extensions=edge_extensions,
         )
     return Ranking(result, batch_size, time.monotonic() - start)
 

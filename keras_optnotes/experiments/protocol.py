@@ -12,7 +12,10 @@ chosen on?". This module holds the pieces of that answer, in the order they are 
    method's own convention.
 3. **The choice on validation** (`choose_on_validation`): each candidate is trained
    on each tuning seed and scored on the validation split; the candidate with the
-   best mean score wins (ties: the first in the grid).
+   best mean score wins (ties: the first tried). Where the winner's learning rate is
+   the grid's smallest or largest, the grid may be extended past that edge by its
+   own ratio, up to `max_extensions` times, until the winner is inside: a choice on
+   the edge does not show that the best value was bracketed.
 4. **Fresh seeds** (`make_seeds`): the chosen setting is trained again on report
    seeds disjoint from the tuning seeds, and measured on the test split.
 5. **Intervals** (`mean_interval`, `paired_difference`): per-seed values, their mean
@@ -63,6 +66,8 @@ if TYPE_CHECKING:
 CONFIDENCE = 0.95
 TUNING_SEED_OFFSET = 1000  # tuning seeds are 1000, 1001, …; report seeds 0, 1, …
 BUDGET_KINDS = ("steps", "epochs")
+# How many times the experiments extend a learning-rate grid whose winner is on an edge.
+EDGE_EXTENSIONS = 2
 
 # Receives one line per training run as it starts; the experiments print nothing.
 Progress = Callable[[str], None]
@@ -649,13 +654,15 @@ class GridSearch:
     """The choice of one method's setting on validation.
 
     Attributes:
-        candidates: the settings tried, in grid order (each a mapping of
+        candidates: the settings tried, in the order tried: the grid, then the
+            values of each extension past an edge (each a mapping of
             hyper-parameters, e.g. `{"learning_rate": 0.01}`).
         seeds: the tuning seeds.
         scores: `scores[i][j]`, the validation score of candidate i on seed j.
         best_index: the index of the candidate with the best mean score (the first
             of equal ones).
         maximize: whether a higher score is better.
+        extensions: how many times the grid was extended past an edge.
     """
 
     candidates: tuple[Mapping[str, Any], ...]
@@ -663,6 +670,7 @@ class GridSearch:
     scores: tuple[tuple[float, ...], ...]
     best_index: int
     maximize: bool = True
+    extensions: int = 0
 
     @property
     def mean_scores(self) -> tuple[float, ...]:
@@ -687,6 +695,7 @@ class GridSearch:
             "validation_scores": [list(row) for row in self.scores],
             "mean_validation_scores": list(self.mean_scores),
             "chosen": dict(self.best),
+            "edge_extensions": self.extensions,
         }
 
 
@@ -694,6 +703,24 @@ def _best_index(means: Sequence[float], maximize: bool) -> int:
     # NaN (a diverged run) is never chosen unless every candidate is NaN.
     keyed = [(-m if maximize else m) if math.isfinite(m) else math.inf for m in means]
     return int(np.argmin(keyed))
+
+
+def _past_the_edge(
+    candidates: Sequence[Mapping[str, Any]], best: Mapping[str, Any], key: str
+) -> list[Mapping[str, Any]]:
+    """The winner one grid step past the edge where `best[key]` lies (its `key`
+    multiplied by the ratio of the two outermost values on that side, the other
+    hyper-parameters kept); none where `best[key]` is inside the grid."""
+    values = sorted({c[key] for c in candidates if key in c})
+    if len(values) < 2 or key not in best or values[0] <= 0:
+        return []
+    if best[key] == values[-1]:
+        new = values[-1] * (values[-1] / values[-2])
+    elif best[key] == values[0]:
+        new = values[0] * (values[0] / values[1])
+    else:
+        return []
+    return [MappingProxyType({**best, key: new})]
 
 
 def choose_on_validation(
@@ -704,12 +731,24 @@ def choose_on_validation(
     *,
     maximize: bool = True,
     progress: Progress | None = None,
+    extend: str = "learning_rate",
+    max_extensions: int = 0,
 ) -> GridSearch:
     """Scores every candidate on every tuning seed and picks the best mean.
 
     `score(candidate, seed, development)` trains with that setting and seed and
     returns its validation score (for instance `validation_accuracy` of the trained
     model). It receives the `DevelopmentSplit` only: there is no test split to see.
+
+    With `max_extensions` > 0, a winner whose `extend` value is the grid's smallest
+    or largest (a positive, log-spaced value such as the learning rate) makes the
+    grid one step longer past that edge: the winner is tried again with that value
+    multiplied by the ratio of the two outermost values there (its other
+    hyper-parameters kept; a grid 0.01, 0.03, 0.1 whose winner is 0.1 tries
+    0.333…), on the same tuning seeds; this repeats while the winner is on an edge, at most `max_extensions`
+    times. The values tried are in `GridSearch.candidates`, the count in
+    `GridSearch.extensions`; `GridSearch.on_edge` still tells a winner on the edge
+    after the last extension.
 
     Args:
         score: trains and scores one candidate on one seed.
@@ -719,10 +758,13 @@ def choose_on_validation(
         maximize: a higher score is better (accuracy); `False` for a loss or a
             number of steps.
         progress: called with one line before each training run.
+        extend: the hyper-parameter whose grid may be extended past an edge.
+        max_extensions: how many times at most (0: never).
 
     Returns:
         A `GridSearch`; its `best` is the candidate with the best mean score.
     """
+    max_extensions = check_integer("max_extensions", max_extensions, 0)
     candidates = tuple(MappingProxyType(dict(c)) for c in candidates)
     seeds = tuple(int(s) for s in seeds)
     if not candidates or not seeds:
@@ -736,17 +778,25 @@ def choose_on_validation(
             "validation only). Received: development of type "
             f"{type(development).__name__}"
         )
-    scores = []
-    for candidate in candidates:
-        row = []
-        for seed in seeds:
-            if progress is not None:
-                progress(f"tune {describe_setting(candidate)} seed {seed}")
-            row.append(float(score(candidate, seed, development)))
-        scores.append(tuple(row))
-    means = [float(np.mean(row)) for row in scores]
+    scores: list[tuple[float, ...]] = []
+    tried: list[Mapping[str, Any]] = []
+    extensions = -1
+    while candidates:
+        for candidate in candidates:
+            row = []
+            for seed in seeds:
+                if progress is not None:
+                    progress(f"tune {describe_setting(candidate)} seed {seed}")
+                row.append(float(score(candidate, seed, development)))
+            scores.append(tuple(row))
+        tried.extend(candidates)
+        extensions += 1
+        best = _best_index([float(np.mean(row)) for row in scores], maximize)
+        candidates = ()
+        if extensions < max_extensions and math.isfinite(float(np.mean(scores[best]))):
+            candidates = tuple(_past_the_edge(tried, tried[best], extend))
     return GridSearch(
-        candidates, seeds, tuple(scores), _best_index(means, maximize), maximize
+        tuple(tried), seeds, tuple(scores), best, maximize, extensions=extensions
     )
 
 
@@ -924,6 +974,7 @@ def run_protocol(
     score: Callable[[Any, DevelopmentSplit], float] = validation_accuracy,
     progress: Progress | None = None,
     on_arm: Callable[[ArmResult], None] | None = None,
+    max_extensions: int = 0,
 ) -> ProtocolResult:
     """Tunes each arm on validation, then trains and measures it on fresh seeds.
 
@@ -946,6 +997,8 @@ def run_protocol(
         progress: called with one line before each training run.
         on_arm: called with each arm's `ArmResult` as soon as it is complete (to
             save a long run's results as they come).
+        max_extensions: how many times at most a learning-rate grid whose winner
+            is on an edge is extended past it (`choose_on_validation`).
 
     Returns:
         A `ProtocolResult`.
@@ -978,6 +1031,7 @@ def run_protocol(
                 seeds.tuning,
                 split.development,
                 progress=say,
+                max_extensions=max_extensions,
             )
         per_seed: dict[str, list[float]] = {}
         for seed in seeds.report:

@@ -55,7 +55,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from keras_optnotes.checks import check_bool, check_integer, check_positive
 from keras_optnotes.experiments._common import Progress, RunsResult
-from keras_optnotes.experiments.protocol import describe_setting, finite_interval
+from keras_optnotes.experiments.protocol import (
+    EDGE_EXTENSIONS,
+    describe_setting,
+    finite_interval,
+)
 
 if TYPE_CHECKING:
     from keras_optnotes.data import Split
@@ -1102,6 +1106,7 @@ def run_sharpness_study(
     large_batch: int = DEFAULT_LARGE_BATCH,
     slice_size: int = DEFAULT_SLICE_SIZE,
     grid_size: int = DEFAULT_GRID_SIZE,
+    edge_extensions: int = EDGE_EXTENSIONS,
     sam_rhos: Sequence[float] = SAM_RHOS,
     measure_samples: int = DEFAULT_MEASURE_SAMPLES,
     trace_samples: int = DEFAULT_TRACE_SAMPLES,
@@ -1150,6 +1155,8 @@ def run_sharpness_study(
         large_batch: batch size of every other run, > `small_batch`.
         slice_size: samples per m-sharpness slice, in [1, 32].
         grid_size: learning rates per grid, ≥ 3.
+        edge_extensions: how many times at most a run's grid is extended by one
+            learning rate past the edge its winner is on (0: never).
         sam_rhos: SAM's ρ grid, each > 0.
         measure_samples: training samples the curvature measurements use, ≥ 1.
         trace_samples: Rademacher vectors of the trace, ≥ 2.
@@ -1207,6 +1214,7 @@ def run_sharpness_study(
             f"Received: slice_size={slice_size!r}"
         )
     grid_size = check_integer("grid_size", grid_size, 3)
+    edge_extensions = check_integer("edge_extensions", edge_extensions, 0)
     if isinstance(sam_rhos, str) or not isinstance(sam_rhos, Sequence) or not sam_rhos:
         raise ValueError(
             "Argument `sam_rhos` must be a non-empty sequence of numbers > 0. "
@@ -1247,6 +1255,7 @@ def run_sharpness_study(
         baseline="large",
         progress=_printer(verbose, progress),
         on_arm=on_run,
+        max_extensions=edge_extensions,
     )
     alphas, train_line, test_line = _interpolate(kept, split, settings)
     return SharpnessStudy(
