@@ -1,4 +1,4 @@
-"""Float64 NumPy implementations of the update rules, written from SPEC §1's equations.
+"""Float64 NumPy implementations of the update rules, written from their equations.
 
 They share nothing with the package: each is the equation as printed, one parameter
 array at a time. `step(theta, g, t)` returns the new θ and mutates the rule's state;
@@ -29,7 +29,7 @@ class Momentum:
 
 
 class NesterovMomentum:
-    """The look-ahead form: the weights are φ = θ − η β a (SPEC §1)."""
+    """The look-ahead form: the weights are φ = θ − η β a."""
 
     def __init__(self, lr, shape, momentum=0.9):
         self.lr, self.beta = lr, momentum
@@ -134,7 +134,7 @@ RULES = {
 }
 
 
-# -- the large-batch remedies (SPEC §3) ---------------------------------------------
+# -- the large-batch remedies ------------------------------------------------------
 
 
 class LARS:

@@ -2,7 +2,7 @@
 
 Serialization, the XLA-fused path against the plain one, convergence on an
 ill-conditioned quadratic and on Rosenbrock, `model.fit`, saving with state, and every
-argument check of SPEC §1.
+argument check of the rules' constructors.
 """
 
 import json

@@ -1,4 +1,5 @@
-"""Each update rule against the float64 NumPy reference of SPEC §1, and by hand.
+"""Each update rule against its float64 NumPy reference (`reference_rules.py`), and by
+hand.
 
 The trajectories run 200 steps on random gradients of several shapes. With float64
 variables the package must match the reference to a relative error of 1e-12 (measured:
