@@ -176,6 +176,57 @@ def test_no_rate_reaching_the_target_chooses_none():
     assert {run.outcome for run in runs} == {"budget"}
 
 
+# --- the figure ---------------------------------------------------------------------------
+
+
+def _hand_made_result():
+    """Steps from S = 100 (1 + 64 / B) at B = 8 … 512, two seeds; no noise scale."""
+    sizes = (8, 32, 128, 512)
+    exact = {b: 100.0 * (1.0 + 64.0 / b) for b in sizes}
+    batches = tuple(
+        cb.BatchSizeResult(
+            b, 0.1, (), tuple(
+                cb.TargetRun(b, 0.1, seed, round(exact[b] * f), "target", 0.5)
+                for seed, f in ((0, 0.9), (1, 1.1))
+            ),
+        )
+        for b in sizes
+    )  # fmt: skip
+    fit = cb.fit_critical_batch(
+        [b for b in sizes for _ in range(2)],
+        [r.steps for batch in batches for r in batch.runs],
+    )
+    return cb.CriticalBatchExperiment(
+        "hand", 1000, 0.5, (0.1,), (1000,), (0, 1), 10_000, 8, (8, 64), 4,
+        batches, fit, (), 0.0,
+    )  # fmt: skip
+
+
+def test_plot_critical_batch_draws_into_given_axes_and_writes_nothing(
+    tmp_path, monkeypatch
+):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    monkeypatch.chdir(tmp_path)
+    result = _hand_made_result()
+    figure = Figure()
+    steps_axes, examples_axes = figure.subplots(1, 2)
+    assert cb.plot_critical_batch(result, axes=(steps_axes, examples_axes)) is figure
+    assert list(tmp_path.iterdir()) == []
+    # The fitted curve on each panel: S(B) on the left, B · S(B) on the right.
+    for axes, scale in ((steps_axes, lambda b: 1.0), (examples_axes, lambda b: b)):
+        (curve,) = [ln for ln in axes.get_lines() if ln.get_label().startswith("fit")]
+        b, values = curve.get_xdata(), curve.get_ydata()
+        expected = result.fit.min_steps * (1 + result.fit.critical_batch_size / b)
+        np.testing.assert_allclose(values, expected * scale(b), rtol=1e-12)
+    with pytest.raises(ValueError, match="axes"):
+        cb.plot_critical_batch(result, axes=steps_axes)
+    new = cb.plot_critical_batch(result, tmp_path / "figure.png")
+    assert new is not figure and len(new.axes) == 2
+    assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # --- the experiment and the command -----------------------------------------------------
 
 QUICK_ARGS = [

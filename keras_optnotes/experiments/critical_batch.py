@@ -967,7 +967,11 @@ def run_critical_batch(
 
 
 def plot_critical_batch(
-    result: CriticalBatchExperiment, path: Any = None, *, title: str | None = None
+    result: CriticalBatchExperiment,
+    path: Any = None,
+    *,
+    axes: Any = None,
+    title: str | None = None,
 ):
     """Steps and examples to target against the batch size, log–log, with the fit.
 
@@ -980,15 +984,31 @@ def plot_critical_batch(
     Args:
         result: a `CriticalBatchExperiment`.
         path: where to save the figure (PNG); not saved when `None`.
+        axes: two matplotlib `Axes` to draw the steps and the examples into (e.g.
+            `figure.subplots(1, 2)`); a new figure of two panels when `None`.
         title: the figure's title; a summary of the settings by default.
 
     Returns:
-        The matplotlib `Figure`.
-    """
-    from keras_optnotes.report import new_figure
+        The matplotlib `Figure` (the axes' figure when `axes` are given).
 
-    figure = new_figure(figsize=(11, 4.6), layout="constrained")
-    steps_axes, examples_axes = figure.subplots(1, 2)
+    Example:
+        >>> result = run_critical_batch(load("digits"), batch_sizes=(8, 64, 512))
+        >>> figure = plot_critical_batch(result)  # shown inline in a notebook
+    """
+    if axes is None:
+        from keras_optnotes.report import new_figure
+
+        figure = new_figure(figsize=(11, 4.6), layout="constrained")
+        steps_axes, examples_axes = figure.subplots(1, 2)
+    else:
+        try:
+            steps_axes, examples_axes = axes
+        except (TypeError, ValueError):
+            raise ValueError(
+                "Argument `axes` must be two matplotlib Axes (steps, examples). "
+                f"Received: axes={axes!r}"
+            ) from None
+        figure = steps_axes.figure
     sizes = np.array([b.batch_size for b in result.batches], np.float64)
     for axes, scale, label in (
         (steps_axes, lambda b: 1.0, "steps to target"),
