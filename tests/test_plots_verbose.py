@@ -16,6 +16,7 @@ from keras_optnotes.diagnostics import (
     hessian_trace,
     hutchinson,
     keskar_sharpness,
+    loss_along_line,
     loss_surface,
     lr_range_test,
     plot_loss_lines,
@@ -277,6 +278,19 @@ def test_loss_surface_progress(capsys, regression):
     )
     assert out[0] == ""
     assert "9/9" in out[1] and "9/9" in out["auto"]
+
+
+def test_loss_along_line_progress(capsys, regression):
+    model, x, y = regression
+    direction = [np.eye(3)[:, :1]]
+    out = run_quiet_and_loud(
+        capsys,
+        lambda v: loss_along_line(
+            model, (x, y), direction, [-1.0, -0.5, 0.0, 0.5, 1.0], verbose=v
+        ),
+    )
+    assert out[0] == ""
+    assert "5/5" in out[1] and "5/5" in out["auto"]
 
 
 def test_lr_range_test_progress_and_verbose_2(capsys, regression):

@@ -131,6 +131,7 @@ def loss_along_line(
     loss: Any = None,
     training: bool = False,
     batch_size: int = 256,
+    verbose: int | str = "auto",
 ) -> LossLine:
     """The loss along a line through the model's weights θ.
 
@@ -151,6 +152,8 @@ def loss_along_line(
       training: forward pass flag (default `False`: dropout off, batch
         normalization on its moving statistics).
       batch_size: batch size for array data.
+      verbose: as in `Model.fit`: "auto" (default) or 1 a `keras.utils.Progbar`
+        over the line's points, 2 one line when done, 0 silent.
 
     Returns:
       `LossLine(alphas, losses)`.
@@ -167,10 +170,12 @@ def loss_along_line(
             f"direction={'None' if direction is None else 'arrays'}, other_weights="
             f"{'None' if other_weights is None else 'given'}."
         )
+    verbose = check_verbose(verbose)
     operator = HessianOperator(
         model, data, loss=loss, training=training, batch_size=batch_size
     )
     losses = []
+    progress = progress_bar(alphas.size, verbose, "point")
     with preserved_weights(model):
         if direction is not None:
             d = _check_direction("direction", direction, model)
@@ -178,6 +183,7 @@ def loss_along_line(
             for alpha in alphas:
                 operator.set_weights([w + alpha * e for w, e in zip(origin, d)])
                 losses.append(operator.loss())
+                progress.update(len(losses))
         else:
             end = _as_weight_list(other_weights, model)
             start = model.get_weights()
@@ -193,6 +199,7 @@ def loss_along_line(
                     ]
                 )
                 losses.append(operator.loss())
+                progress.update(len(losses))
     return LossLine(alphas=alphas, losses=np.array(losses))
 
 

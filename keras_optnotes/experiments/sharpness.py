@@ -527,7 +527,9 @@ def _loss_line(small, large, data) -> tuple[float, ...]:
     """Step 3: the loss along (1 − α) θ_small + α θ_large at `ALPHAS` on `data`."""
     from keras_optnotes import diagnostics
 
-    line = diagnostics.loss_along_line(small, data, other_weights=large, alphas=ALPHAS)
+    line = diagnostics.loss_along_line(
+        small, data, other_weights=large, alphas=ALPHAS, verbose=0
+    )
     return tuple(float(v) for v in line.losses)
 
 
