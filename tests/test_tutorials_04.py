@@ -1,21 +1,27 @@
-"""Tutorial 04 (sharp and flat minima): the smoke run, and its bookkeeping by hand.
+"""Tutorial 04 (sharp and flat minima): the smoke run, the committed run, and the
+tutorial's wording, checked independently.
 
-The `--quick` run happens once per module, in-process, into a temporary folder. The
-tests check the files it writes, that every number is finite, that the surfaces and
-Keskar's line pass through the experiment's own measurements (the loss at the centre
-of a surface, and at α = 0 and α = 1 of the line, is the loss `compare_batch_sizes`
-measured on the same subset, computed a different way), and the tutorial's summary
-arithmetic (the seeds' means and spreads, the paired changes, the seed counts, the
-ring rise, the verdicts) against hand-built results with known answers.
+The `--quick` run happens once per module, in-process, into a temporary folder. Every
+interval a table shows is recomputed here from the per-seed values in the JSON with
+`scipy.stats.t` (not with the protocol's own t-quantile), for the smoke run and for
+the committed default run in `tutorials/figures/`; the choice of each setting is
+recomputed from the validation scores; the surfaces and Keskar's line must pass
+through the losses the study measured a different way; and the verdicts are checked
+on hand-built intervals with known answers.
 """
+
+import json
+import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
-from test_experiments_sharpness import _run as solution_run
-from test_tutorials import finite_numbers, load, pytestmark  # noqa: F401
+from scipy import stats
+from test_tutorials import load, pytestmark  # noqa: F401
 
 from keras_optnotes.diagnostics.results import LossSurface
-from keras_optnotes.experiments.sharpness import BatchSizeComparison
+from keras_optnotes.experiments.protocol import Interval
 
 NAME = "04_sharp_and_flat_minima"
 FIGURES = (
@@ -24,13 +30,128 @@ FIGURES = (
     "04_surfaces.png",
     "04_remedies.png",
 )
+COMMITTED = Path(__file__).resolve().parent.parent / "tutorials" / "figures"
+BUDGETS = ("equal_steps", "equal_epochs")
+TABLES = {"equal_steps": "**Table 1a:", "equal_epochs": "**Table 1b:"}
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 
-def test_writes_figures_and_summary(numbered):
+def t_interval(values) -> tuple[float, float, float]:
+    """Mean and two-sided 95 % Student-t interval, with scipy."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    mean = float(values.mean())
+    half = stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1)
+    half /= math.sqrt(values.size)
+    return mean, mean - half, mean + half
+
+
+def table_after(summary: str, marker: str) -> dict[str, list[str]]:
+    """The Markdown table that follows `marker`: {first cell: the row's cells}."""
+    lines = summary[summary.index(marker) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells
+    return rows
+
+
+def assert_cell(cell: str, values, scale: float, digits: int) -> None:
+    """`cell` reads "m [lo, hi]" (to `digits` decimals) of `values` × `scale`."""
+    shown = [float(x) for x in NUMBER.findall(cell)[:3]]
+    expected = np.array(t_interval(values)) * scale
+    np.testing.assert_allclose(shown, expected, rtol=0, atol=0.5 * 10**-digits + 1e-9)
+
+
+def assert_tables_match_the_per_seed_values(summary: str, results: dict, labels):
+    """Every run's test accuracy and its paired difference from large, in both tables
+    and in the remedies' table, against scipy on the JSON's per-seed values."""
+    for budget in BUDGETS:
+        runs = results[budget]["runs"]
+        rows = table_after(summary, TABLES[budget])
+        assert set(rows) == {labels[name] for name in runs}
+        large = np.array(runs["large"]["per_seed"]["test_accuracy"], dtype=float)
+        for name, run in runs.items():
+            row = rows[labels[name]]
+            accuracy = np.array(run["per_seed"]["test_accuracy"], dtype=float)
+            assert_cell(row[4], accuracy, 100.0, 2)
+            assert_cell(row[9], run["per_seed"]["lambda_max"], 1.0, 1)  # λ_max
+            if name == "large":
+                assert row[5] == "baseline"
+                continue
+            assert_cell(row[5], accuracy - large, 100.0, 2)
+            _, low, high = t_interval(accuracy - large)
+            significant = low > 0 or high < 0
+            assert row[5].endswith(
+                "significant at 95 %" if significant else "(the interval contains 0)"
+            )
+    remedies = [
+        n for n in results["equal_steps"]["runs"] if n not in ("small", "large")
+    ]
+    if remedies:
+        rows = table_after(summary, "| remedy |")
+        runs = results["equal_steps"]["runs"]
+        for name in remedies:
+            row = rows[labels[name]]
+            for cell, metric, scale, digits in (
+                (row[3], "test_accuracy", 100.0, 2),
+                (row[4], "lambda_max", 1.0, 1),
+                (row[5], "keskar_sharpness", 1.0, 2),
+            ):
+                difference = np.subtract(
+                    np.array(runs[name]["per_seed"][metric], dtype=float),
+                    np.array(runs["large"]["per_seed"][metric], dtype=float),
+                )
+                assert_cell(cell, difference, scale, digits)
+
+
+def assert_protocol(results: dict) -> None:
+    """Fresh report seeds, the budgets as named, and each setting the best mean
+    validation score of its grid."""
+    for budget, result in results.items():
+        settings = result["protocol"]
+        assert not set(settings["seeds"]) & set(settings["tuning_seeds"])
+        steps = settings["budget"]["steps"]
+        epochs = settings["budget"]["epochs"]
+        if budget == "equal_steps":
+            assert settings["budget"]["kind"] == "steps"
+            assert len(set(steps.values())) == 1
+        else:
+            assert settings["budget"]["kind"] == "epochs"
+            assert len(set(epochs.values())) == 1
+            assert steps["small"] > steps["large"]
+        for run in result["runs"].values():
+            search = run["search"]
+            scores = np.array(search["validation_scores"], dtype=np.float64)
+            means = np.mean(scores, axis=1)  # a diverged run (None, NaN) never wins
+            chosen = search["candidates"][
+                int(np.argmax(np.where(np.isfinite(means), means, -np.inf)))
+            ]
+            assert search["chosen"] == chosen
+            assert run["config"]["learning_rate"] == chosen["learning_rate"]
+            assert run["per_seed"]["test_accuracy"] and len(
+                run["per_seed"]["test_accuracy"]
+            ) == len(settings["seeds"])
+        if "sam" in result["runs"]:  # m-sharpness: slices of at most 32 samples
+            config = result["runs"]["sam"]["config"]
+            assert config["slice_size"] <= 32
+            assert (
+                config["slice_size"] * config["num_batch_splits"]
+                >= (config["batch_size"])
+            )
+
+
+# The smoke run ---------------------------------------------------------------------
+
+
+def test_writes_figures_summary_and_json(numbered):
     module, out, result, printed = numbered(NAME)
     summary = (out / f"{NAME}.md").read_text(encoding="utf-8")
     assert summary.startswith("# 04 — ")
-    for heading in ("## 1. Small", "## 2. Between", "## 3. The remedies"):
+    for heading in ("## 1. Small", "## 2. Between", "## 3. The remedies", "## Per "):
         assert heading in summary
     for figure in FIGURES:
         data = (out / figure).read_bytes()
@@ -39,157 +160,175 @@ def test_writes_figures_and_summary(numbered):
     assert "Run in " in summary and "s of CPU time" in summary
     assert f"{out / NAME}.md" in printed
     assert "--quick" in module.__doc__ and '"Batch-size Matters"' in module.__doc__
-    # Every run of the quick settings is in the table and in the remedies' table.
-    for run in module.SETTINGS[True]["runs"]:
-        assert f"| {module.LABELS[run]} |" in summary
-    numbers = finite_numbers({k: v for k, v in result.items() if k != "results"})
-    assert len(numbers) > 40 and np.all(np.isfinite(numbers))
-    for run in result["results"][0].runs:
-        assert np.all(np.isfinite(run.table_row()[4:]))
+    # Each table names its budget.
+    assert "**Table 1a: equal steps (12 per method)**" in summary
+    assert "**Table 1b: equal epochs (4 per method)**" in summary
+    results = json.loads((out / f"{NAME}.json").read_text(encoding="utf-8"))
+    assert set(results) == set(BUDGETS)
+    assert set(results["equal_steps"]["runs"]) == set(module.SETTINGS[True]["runs"])
+    assert set(results["equal_epochs"]["runs"]) == {"small", "large"}
 
 
-def test_seed_zero_keeps_every_runs_model_read_only(numbered):
-    first = numbered(NAME)[2]["results"][0]
-    assert set(first.models) == {run.name for run in first.runs}
-    with pytest.raises(TypeError):
-        first.models["extra"] = None
-    # That they are the trained models: the surfaces drawn from them pass through
-    # the experiment's measured losses (next test).
+def test_smoke_tables_are_t_intervals_of_the_per_seed_values(numbered):
+    module, out, _, _ = numbered(NAME)
+    summary = (out / f"{NAME}.md").read_text(encoding="utf-8")
+    results = json.loads((out / f"{NAME}.json").read_text(encoding="utf-8"))
+    assert_tables_match_the_per_seed_values(summary, results, module.LABELS)
+    assert_protocol(results)
+    # The per-seed table holds the JSON's values (six significant digits).
+    rows = summary[summary.index("## Per seed") :].splitlines()
+    small = [r for r in rows if r.startswith("| equal epochs | small batch | 1 |")]
+    shown = float(small[0].split("|")[4])
+    measured = results["equal_epochs"]["runs"]["small"]["per_seed"]["test_accuracy"]
+    assert shown == pytest.approx(measured[1], rel=1e-5)
 
 
 def test_surfaces_and_line_pass_through_the_measured_losses(numbered):
     result = numbered(NAME)[2]
-    first = result["results"][0]
+    for budget in BUDGETS:
+        study = result["studies"][budget]
+        alphas = np.asarray(study.alphas)
+        np.testing.assert_allclose(alphas, -1.0 + 0.1 * np.arange(31), atol=1e-12)
+        zero, one = int(np.argmin(np.abs(alphas))), int(np.argmin(np.abs(alphas - 1)))
+        for index, name in ((zero, "small"), (one, "large")):
+            measured = study.protocol.get(name).per_seed
+            # loss_along_line's own forward pass against classification_scores.
+            assert study.train_line[index] == pytest.approx(
+                measured["train_loss"][0], rel=1e-5
+            )
+            assert study.test_line[index] == pytest.approx(
+                measured["test_loss"][0], rel=1e-5
+            )
+    # The surfaces' models are trained again from the chosen settings: their centre
+    # is the loss the equal-epochs study measured on report seed 0.
+    study = result["studies"]["equal_epochs"]
     for name, surface in result["surfaces"].items():
         i = int(np.argmin(np.abs(surface.alphas)))
         j = int(np.argmin(np.abs(surface.betas)))
         assert surface.alphas[i] == 0.0 and surface.betas[j] == 0.0
-        # loss_surface's own batched forward pass against Keras' evaluate.
-        assert surface.losses[i, j] == pytest.approx(
-            first.get(name).train_loss, rel=1e-5
-        )
         assert surface.losses.shape == (5, 5)
-    alphas = np.asarray(first.alphas)
-    np.testing.assert_allclose(alphas, -1.0 + 0.1 * np.arange(31), atol=1e-12)
-    zero, one = int(np.argmin(np.abs(alphas))), int(np.argmin(np.abs(alphas - 1)))
-    for index, name in ((zero, "small"), (one, "large")):
-        run = first.get(name)
-        assert first.train_line[index] == pytest.approx(run.train_loss, rel=1e-5)
-        assert first.val_line[index] == pytest.approx(run.val_loss, rel=1e-5)
+        assert surface.losses[i, j] == pytest.approx(
+            study.protocol.get(name).per_seed["train_loss"][0], rel=1e-4
+        )
 
 
-# The summary arithmetic, on hand-built results -------------------------------------
+# The committed default run ---------------------------------------------------------
 
 
-def _run(name, train_loss, val_loss, accuracy, lam, trace=5.0, keskar=1.0):
-    return solution_run(
-        name,
-        train_loss,
-        val_loss,
-        batch_size=16 if name == "small" else 256,
-        train_accuracy=0.95,
-        val_accuracy=accuracy,
-        lambda_max=lam,
-        hessian_trace=trace,
-        keskar_sharpness=keskar,
-    )
-
-
-def _result(seed, runs):
-    return BatchSizeComparison(
-        dataset="digits",
-        train_samples=100,
-        measure_samples=64,
-        small_batch=16,
-        large_batch=256,
-        learning_rate=0.003,
-        epsilon=1e-3,
-        trace_samples=2,
-        seed=seed,
-        runs=tuple(runs),
-        alphas=(),
-        train_line=(),
-        val_line=(),
-    )
-
-
-HAND = [
-    _result(
-        0,
-        [
-            _run("small", 0.10, 0.30, 0.90, 10.0, trace=50.0, keskar=1.0),
-            _run("large", 0.12, 0.40, 0.88, 20.0, trace=80.0, keskar=3.0),
-            _run("sam", 0.20, 0.35, 0.87, 15.0),
-        ],
-    ),
-    _result(
-        1,
-        [
-            _run("small", 0.10, 0.50, 0.85, 12.0, trace=90.0, keskar=2.0),
-            _run("large", 0.11, 0.45, 0.86, 18.0, trace=70.0, keskar=4.0),
-            _run("sam", 0.25, 0.44, 0.80, 17.0),
-        ],
-    ),
-]
-
-
-def test_run_rows_means_spreads_and_paired_changes():
+def test_committed_run_is_on_the_protocol_and_its_tables_hold():
     module = load(NAME)
-    rows = module.run_rows(HAND, ("small", "large", "sam"))
-    gap_small = np.array([0.20, 0.40])
-    assert rows["small"]["loss_gap"].mean == pytest.approx(0.30, abs=1e-15)
-    # Sample standard deviation (ddof = 1) of two values: |a − b| / √2.
-    assert rows["small"]["loss_gap"].std == pytest.approx(
-        abs(gap_small[0] - gap_small[1]) / np.sqrt(2), abs=1e-15
-    )
-    assert rows["large"]["val_accuracy"].mean == pytest.approx(87.0, abs=1e-12)
-    assert rows["large"]["error_gap"].mean == pytest.approx(8.0, abs=1e-12)
-    # SAM against the large run of the same seed, not against the large mean.
-    np.testing.assert_allclose(
-        rows["sam"]["delta_loss_gap_values"], [0.15 - 0.28, 0.19 - 0.34], atol=1e-15
-    )
-    np.testing.assert_allclose(
-        rows["sam"]["delta_val_accuracy_values"], [-1.0, -6.0], atol=1e-12
-    )
-    np.testing.assert_allclose(
-        rows["sam"]["delta_lambda_max_values"], [-5.0, -1.0], atol=1e-15
-    )
-    assert rows["sam"]["delta_train_loss"].mean == pytest.approx(0.11, abs=1e-15)
-    np.testing.assert_array_equal(rows["large"]["delta_loss_gap_values"], [0.0, 0.0])
+    summary = (COMMITTED / f"{NAME}.md").read_text(encoding="utf-8")
+    results = json.loads((COMMITTED / f"{NAME}.json").read_text(encoding="utf-8"))
+    assert_tables_match_the_per_seed_values(summary, results, module.LABELS)
+    assert_protocol(results)
+    settings = module.SETTINGS[False]
+    for budget, result in results.items():
+        assert len(result["protocol"]["seeds"]) >= 8
+        assert result["protocol"]["budget"]["amount"] == settings[budget]
+    runs = results["equal_steps"]["runs"]
+    assert set(runs) == set(settings["runs"])
+    lars = runs["lars"]["config"]
+    assert lars["optimizer"] == "LARS" and lars["trust_coefficient"] == 0.001
+    assert lars["weight_decay"] > 0 and lars["warmup_epochs"] > 0
+    assert all(0.29 < lr < 31 for lr in runs["lars"]["learning_rate_grid"])
+    # The summary states the run's wall-clock and CPU time.
+    assert re.search(r"_Run in \d+ s \(\d+ s of CPU time\)", summary)
 
 
-def test_seed_counts_and_verdicts():
+# The wording and the arithmetic, on hand-built values ------------------------------
+
+
+def _interval(mean, low, high, count=8):
+    return Interval(mean, low, high, (high - low) / 4, count)
+
+
+class _Study:
+    """What the verdicts read of a study: `difference` and `interval`."""
+
+    def __init__(self, differences, accuracy=0.9):
+        self.differences = differences
+        self.accuracy = accuracy
+
+    def difference(self, name, metric, baseline="large"):
+        return self.differences[metric]
+
+    def interval(self, name, metric):
+        return None if self.accuracy is None else _interval(self.accuracy, 0, 1)
+
+
+def test_paired_verdict_says_significant_only_where_the_interval_excludes_zero():
     module = load(NAME)
-    counts = module.seed_counts(HAND)
-    assert counts == {
-        "sharper_lambda": 2,
-        "sharper_trace": 1,  # 80 > 50 on seed 0, 70 < 90 on seed 1
-        "sharper_keskar": 2,
-        "larger_gap": 1,  # 0.28 > 0.20, 0.34 < 0.40
-        "lower_accuracy": 1,  # 0.88 < 0.90, 0.86 > 0.85
-        "reached_target": 2,  # 0.12 ≤ 0.10 + 0.02 and 0.11 ≤ 0.12
-    }
-    assert module.verdict(counts, 2) == (
-        "**The large batch is sharper on every seed by λ_max and Keskar's "
-        "ε-sharpness only, but it does not generalize worse on every seed** (gap "
-        "larger on 1/2, accuracy lower on 1/2): Keskar's generalization gap does not "
-        "reproduce at this scale."
+    assert module.paired_verdict(_interval(0.012, 0.002, 0.022), 100.0) == (
+        "+1.20 [+0.20, +2.20], significant at 95 %"
     )
-    every = {**counts, "sharper_trace": 2, "larger_gap": 2, "lower_accuracy": 2}
-    assert module.verdict(every, 2) == (
-        "**The large batch is sharper on every seed, by all three measures, and it "
-        "generalizes worse on every seed.**"
+    assert module.paired_verdict(_interval(-0.01, -0.03, 0.01), 100.0) == (
+        "-1.00 [-3.00, +1.00], not significant (the interval contains 0)"
     )
-    none = {**counts, "sharper_lambda": 1, "sharper_keskar": 0}
-    assert "by none of the measures, but" in module.verdict(none, 2)
-    rows = module.run_rows(HAND, ("small", "large", "sam"))
-    # SAM: gap smaller on both seeds, train loss up, accuracy down on both.
-    assert module.remedy_verdict(rows["sam"], 2) == (
-        "smaller gap by fitting worse (train loss up, accuracy down)"
+    one = Interval(0.5, math.nan, math.nan, math.nan, 1)
+    assert "one seed: no interval, no verdict" in module.paired_verdict(one)
+    assert module.paired_verdict(None).startswith("n/a")
+
+
+def test_keskar_verdict_and_reproduction():
+    module = load(NAME)
+    up, down, zero = (
+        _interval(5.0, 1.0, 9.0),
+        _interval(-0.02, -0.03, -0.01),
+        _interval(0.1, -1.0, 1.2),
     )
-    assert module.remedy_verdict(rows["large"], 2) == (
-        "gap smaller on 0/2 only: no reliable effect; accuracy higher on no seed"
+    both = _Study(
+        {
+            "lambda_max": up,
+            "hessian_trace": up,
+            "keskar_sharpness": zero,
+            "test_accuracy": down,
+        }
     )
+    assert module.keskar_verdict(both) == (
+        "The large batch's minimum is sharper by λ_max and the Hessian trace "
+        "(significant at 95 %) only; its test accuracy is lower, significant at 95 %."
+    )
+    assert module.reproduces(both)
+    flat = _Study(
+        {
+            "lambda_max": zero,
+            "hessian_trace": down,
+            "keskar_sharpness": zero,
+            "test_accuracy": zero,
+        }
+    )
+    assert module.keskar_verdict(flat) == (
+        "The large batch's minimum is sharper by none of the three measures at "
+        "95 %, flatter by the Hessian trace (significant at 95 %); its test "
+        "accuracy is not significantly different at 95 %."
+    )
+    assert not module.reproduces(flat)
+    # Sharper but not worse: not a reproduction.
+    assert not module.reproduces(_Study({"lambda_max": up, "test_accuracy": zero}))
+
+
+def test_a_run_below_half_accuracy_is_failed_and_not_drawn():
+    module = load(NAME)
+    assert module.failed(_Study({}, accuracy=0.3), "lars")
+    assert module.failed(_Study({}, accuracy=None), "lars")
+    assert not module.failed(_Study({}, accuracy=0.97), "lars")
+    from matplotlib.figure import Figure
+
+    axes = Figure().add_subplot()
+    values = np.array([0.95, 0.97, 0.96, 0.99])
+    module.interval_rows(
+        axes,
+        [("ran", values, "C0", ""), ("diverged", None, "C1", "did not train")],
+        scale=100.0,
+    )
+    (bars,) = axes.containers
+    (segment,) = bars.lines[2][0].get_segments()
+    mean, low, high = t_interval(100 * values)
+    np.testing.assert_allclose(segment[:, 0], [low, high], atol=1e-9)
+    assert bars.lines[0].get_xdata()[0] == pytest.approx(mean, abs=1e-12)
+    assert [t.get_text() for t in axes.texts] == ["did not train"]
+    # Nothing at the failed row: the axis spans the trained run only.
+    assert axes.dataLim.x0 >= 90.0 and axes.dataLim.x1 <= 100.0
 
 
 def test_ring_rise_on_a_paraboloid():
