@@ -217,6 +217,42 @@ def new_figure(**kwargs: Any):
     return NotebookFigure(**kwargs)
 
 
+def panels(axes: Any, count: int, *, figsize: tuple[float, float], **kwargs: Any):
+    """The figure and the `count` axes a `plot_*` function draws into.
+
+    With `axes=None` a new figure (`new_figure`) of `count` panels side by side
+    (`kwargs` go to `Figure.subplots`, e.g. `sharey=True`); otherwise the given
+    axes, which must be `count` matplotlib `Axes` (one `Axes` where `count` is 1),
+    and their figure.
+
+    Returns:
+        `(figure, [axes, ...])`.
+
+    Raises:
+        ValueError: `axes` is not `count` axes.
+    """
+    if axes is None:
+        figure = new_figure(figsize=figsize, layout="constrained")
+        made = figure.subplots(1, count, squeeze=False, **kwargs)[0]
+        return figure, list(made)
+    given = [axes] if hasattr(axes, "figure") else list(axes)
+    if len(given) != count or not all(hasattr(a, "figure") for a in given):
+        raise ValueError(
+            f"Argument `axes` must be {count} matplotlib Axes. Received: axes={axes!r}"
+        )
+    return given[0].figure, given
+
+
+def finish_figure(figure: Any, path: str | os.PathLike | None, title: str | None):
+    """Sets the figure's title (when given), saves it as a PNG at `path` (when
+    given) and returns it."""
+    if title:
+        figure.suptitle(title)
+    if path is not None:
+        figure.savefig(os.fspath(path), dpi=110)
+    return figure
+
+
 def write_report(
     staging: str | os.PathLike,
     command: str,

@@ -275,3 +275,43 @@ def test_study_table_rows():
         "Adam; num_batch_splits=16, slice_size=32, adaptive=False, interval=5, "
         "looksam_alpha=0.7"
     )
+
+
+def test_study_figures_return_the_figure_and_draw_into_given_axes(
+    tmp_path, monkeypatch
+):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from keras_optnotes.commands.sharpness import plot_differences, plot_summary
+
+    monkeypatch.chdir(tmp_path)  # a file written by mistake would show here
+    study, values = _fake_study()
+    figure = plot_summary(study)
+    assert len(figure.axes) == 3 and list(tmp_path.iterdir()) == []
+
+    def centres(panel):  # the error bars' centres, by x position
+        return {
+            int(line.get_xdata()[0]): float(line.get_ydata()[0])
+            for line in panel.get_lines()
+            if line.get_marker() == "o"
+        }
+
+    names = list(study.runs)
+    accuracy = centres(figure.axes[0])
+    for name in names:
+        expected = 100 * np.mean(values[name])
+        assert accuracy[names.index(name)] == pytest.approx(expected, rel=1e-12)
+    given = Figure()
+    panels = given.subplots(1, 2)
+    assert plot_differences(study, axes=panels, title="t") is given
+    differences = centres(panels[0])
+    others = [name for name in names if name != "large"]
+    sam = 100 * np.mean(np.subtract(values["sam"], values["large"]))
+    assert differences[others.index("sam")] == pytest.approx(sam, rel=1e-12)
+    looksam = 100 * np.mean(np.subtract(values["looksam"], values["sam"]))
+    assert differences[others.index("looksam")] == pytest.approx(looksam, rel=1e-12)
+    with pytest.raises(ValueError, match="`axes` must be 2 matplotlib Axes"):
+        plot_differences(study, axes=panels[0])
+    plot_summary(study, tmp_path / "summary.png")
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"

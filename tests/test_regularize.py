@@ -110,3 +110,26 @@ def test_the_command_passes_its_options_and_prints_the_table(
     assert stdout.startswith("[1/1] dropout\n") and row in stdout
     assert row in (out / "regularize.md").read_text()
     assert "20 training samples (10% of their labels wrong)" in stdout
+
+
+def test_plot_gaps_returns_the_figure_and_draws_into_given_axes(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from keras_optnotes.experiments.regularize import Ablation, TechniqueRun
+
+    monkeypatch.chdir(tmp_path)
+    runs = (
+        TechniqueRun("none", "no regularizer", 0.05, 0.9, 1.0, 0.7, 7, {}),
+        TechniqueRun("dropout", "Dropout(0.5)", 0.25, 0.6, 0.95, 0.8, 7, {}),
+    )
+    ablation = Ablation("digits", 20, 100, 0.1, 7, 16, 4, runs)
+    figure = regularize.plot_gaps(ablation)
+    assert list(tmp_path.iterdir()) == []
+    loss_panel, error_panel = figure.axes
+    widths = [patch.get_width() for patch in loss_panel.patches]
+    assert widths == pytest.approx([r.loss_gap for r in runs], rel=1e-12)
+    errors = [patch.get_width() for patch in error_panel.patches]
+    assert errors == pytest.approx([100 * r.accuracy_gap for r in runs], rel=1e-12)
+    given = Figure()
+    assert regularize.plot_gaps(ablation, axes=given.subplots(1, 2)) is given

@@ -29,8 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 from keras_optnotes._usage import UsageError
 from keras_optnotes.commands._common import (
@@ -62,9 +63,10 @@ from keras_optnotes.experiments.compare import (
     run_comparison,
 )
 from keras_optnotes.report import (
+    finish_figure,
     markdown_table,
-    new_figure,
     output_folder,
+    panels,
     print_report,
     write_report,
 )
@@ -206,13 +208,28 @@ def _at_least_two(text: str) -> int:
     return checked_number(text, int, lambda v: v >= 2, "an integer >= 2")
 
 
-def plot_ranking(ranking: Ranking, path: Path, title: str) -> None:
+def plot_ranking(
+    ranking: Ranking,
+    path: str | os.PathLike | None = None,
+    *,
+    axes: Any = None,
+    title: str | None = None,
+):
     """Each rule's test accuracy and loss, mean and 95 % t-interval, dots per seed,
-    best-ranked first."""
-    figure = new_figure(figsize=(11, 4.2), layout="constrained")
-    axes_row = figure.subplots(1, 2)
+    best-ranked first.
+
+    Args:
+        ranking: `rank_rules`' result.
+        path: where to write the figure as a PNG; nothing is written when `None`.
+        axes: two matplotlib `Axes` (accuracy, loss); a new figure when `None`.
+        title: the figure's title, if any.
+
+    Returns:
+        The matplotlib `Figure` (the axes' figure when `axes` are given).
+    """
+    figure, axes_row = panels(axes, 2, figsize=(11, 4.2))
     names = ranking.ranked()
-    for axes, (metric, label, scale) in zip(
+    for panel, (metric, label, scale) in zip(
         axes_row,
         [
             ("test_accuracy", "test accuracy (%)", 100.0),
@@ -225,43 +242,56 @@ def plot_ranking(ranking: Ranking, path: Path, title: str) -> None:
                 for v in ranking.protocol.get(rule).per_seed[metric]
                 if math.isfinite(v)
             ]
-            axes.scatter([position] * len(values), values, s=8, alpha=0.35)
+            panel.scatter([position] * len(values), values, s=8, alpha=0.35)
             interval = ranking.interval(rule, metric)
             if interval is None or interval.low != interval.low:
                 continue
-            axes.errorbar(
+            panel.errorbar(
                 position,
                 interval.mean * scale,
                 yerr=[[(interval.mean - interval.low) * scale],
                       [(interval.high - interval.mean) * scale]],
                 fmt="o", color="black", capsize=4,
             )  # fmt: skip
-        axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        axes.set_title(label)
-        axes.grid(True, axis="y", alpha=0.3)
+        panel.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        panel.set_title(label)
+        panel.grid(True, axis="y", alpha=0.3)
     axes_row[0].set_ylabel("mean over seeds, 95 % t-interval (dots: seeds)")
-    figure.suptitle(title)
-    figure.savefig(path, dpi=110)
+    return finish_figure(figure, path, title)
 
 
-def plot_losses(comparison: Comparison, path: Path, title: str) -> None:
-    """Train and validation loss per epoch, one line per optimizer, saved to `path`."""
-    figure = new_figure(figsize=(10, 4.2), layout="constrained")
-    train_axes, val_axes = figure.subplots(1, 2, sharey=True)
+def plot_losses(
+    comparison: Comparison,
+    path: str | os.PathLike | None = None,
+    *,
+    axes: Any = None,
+    title: str | None = None,
+):
+    """Train and validation loss per epoch, one line per optimizer.
+
+    Args:
+        comparison: `run_comparison`'s result (`compare --curves`).
+        path: where to write the figure as a PNG; nothing is written when `None`.
+        axes: two matplotlib `Axes` (training, validation); a new figure when `None`.
+        title: the figure's title, if any.
+
+    Returns:
+        The matplotlib `Figure` (the axes' figure when `axes` are given).
+    """
+    figure, (train_axes, val_axes) = panels(axes, 2, figsize=(10, 4.2), sharey=True)
     for run in comparison.runs:
         epochs = range(1, len(run.history["loss"]) + 1)
         label = f"{run.optimizer} (η={run.learning_rate:g})"
         train_axes.plot(epochs, run.history["loss"], marker=".", label=label)
         val_axes.plot(epochs, run.history["val_loss"], marker=".", label=label)
-    for axes, what in ((train_axes, "training"), (val_axes, "validation")):
-        axes.set_title(f"{what} loss")
-        axes.set_xlabel("epoch")
-        axes.set_yscale("log")
-        axes.grid(True, which="both", alpha=0.3)
+    for panel, what in ((train_axes, "training"), (val_axes, "validation")):
+        panel.set_title(f"{what} loss")
+        panel.set_xlabel("epoch")
+        panel.set_yscale("log")
+        panel.grid(True, which="both", alpha=0.3)
     train_axes.set_ylabel("cross-entropy loss (log scale)")
     val_axes.legend(fontsize="small")
-    figure.suptitle(title)
-    figure.savefig(path, dpi=110)
+    return finish_figure(figure, path, title)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -323,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
                 table=table,
                 columns=RANKING_SEED_COLUMNS,
                 rows=ranking.per_seed_rows(),
-                plot=lambda path: plot_ranking(ranking, path, title),
+                plot=lambda path: plot_ranking(ranking, path, title=title),
             ),
         ]
     print_report(args.out, summary, table, written)
@@ -369,7 +399,7 @@ def run_curves(args: argparse.Namespace) -> int:
             table=table,
             columns=HISTORY_COLUMNS,
             rows=comparison.history_rows(),
-            plot=lambda path: plot_losses(comparison, path, title),
+            plot=lambda path: plot_losses(comparison, path, title=title),
         )
     print_report(args.out, summary, table, written)
     return 0

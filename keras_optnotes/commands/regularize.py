@@ -21,7 +21,8 @@ Python use, without the command line:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import os
+from typing import Any
 
 from keras_optnotes._usage import UsageError
 from keras_optnotes.commands._common import (
@@ -45,9 +46,10 @@ from keras_optnotes.experiments.regularize import (
     run_ablation,
 )
 from keras_optnotes.report import (
+    finish_figure,
     markdown_table,
-    new_figure,
     output_folder,
+    panels,
     print_report,
     write_report,
 )
@@ -95,42 +97,58 @@ def parse_techniques(text: str | None, images: bool = True) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def plot_gaps(ablation: Ablation, path: Path, title: str) -> None:
-    """Bar charts of the loss gap and the error gap per technique, baseline in grey."""
+def plot_gaps(
+    ablation: Ablation,
+    path: str | os.PathLike | None = None,
+    *,
+    axes: Any = None,
+    title: str | None = None,
+):
+    """Bar charts of the loss gap and the error gap per technique, baseline in grey.
+
+    Args:
+        ablation: `run_ablation`'s result.
+        path: where to write the figure as a PNG; nothing is written when `None`.
+        axes: two matplotlib `Axes` (loss gap, error gap); a new figure when `None`.
+        title: the figure's title, if any.
+
+    Returns:
+        The matplotlib `Figure` (the axes' figure when `axes` are given).
+    """
     results = ablation.runs
-    figure = new_figure(figsize=(10, 0.42 * len(results) + 1.6), layout="constrained")
-    panels = figure.subplots(1, 2, sharey=True)
+    figure, panels_row = panels(
+        axes, 2, figsize=(10, 0.42 * len(results) + 1.6), sharey=True
+    )
     names = [r.technique for r in results]
     colors = ["0.55" if r.technique == "none" else "tab:blue" for r in results]
-    for axes, gaps, label, fmt in (
+    for panel, gaps, label, fmt in (
         (
-            panels[0],
+            panels_row[0],
             [r.loss_gap for r in results],
             "loss gap: validation - train cross-entropy",
             "{:.3f}",
         ),
         (
-            panels[1],
+            panels_row[1],
             [100.0 * r.accuracy_gap for r in results],
             "error gap: train - validation accuracy (points)",
             "{:.1f}",
         ),
     ):
-        axes.barh(names, gaps, color=colors)
-        axes.axvline(0.0, color="black", linewidth=0.8)
+        panel.barh(names, gaps, color=colors)
+        panel.axvline(0.0, color="black", linewidth=0.8)
         for row, gap in enumerate(gaps):
-            axes.annotate(
+            panel.annotate(
                 " " + fmt.format(gap),
                 (max(gap, 0.0), row),
                 va="center",
                 fontsize="small",
             )
-        axes.set_xlabel(label)
-        axes.grid(True, axis="x", alpha=0.3)
-        axes.margins(x=0.15)
-    panels[0].invert_yaxis()
-    figure.suptitle(title, fontsize="medium")
-    figure.savefig(path, dpi=110)
+        panel.set_xlabel(label)
+        panel.grid(True, axis="x", alpha=0.3)
+        panel.margins(x=0.15)
+    panels_row[0].invert_yaxis()
+    return finish_figure(figure, path, title)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
             table=table,
             columns=TABLE_COLUMNS,
             rows=rows,
-            plot=lambda path: plot_gaps(ablation, path, title),
+            plot=lambda path: plot_gaps(ablation, path, title=title),
         )
     print_report(args.out, summary, table, written)
     return 0

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from keras_optnotes._usage import PROG, UsageError
 from keras_optnotes.commands._common import (
@@ -66,9 +68,10 @@ from keras_optnotes.experiments.sharpness import (
     sam_supports_interval,
 )
 from keras_optnotes.report import (
+    finish_figure,
     markdown_table,
-    new_figure,
     output_folder,
+    panels,
     print_report,
     write_csv,
 )
@@ -277,10 +280,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def plot_summary(study: SharpnessStudy, path: Path, title: str) -> None:
+def plot_summary(
+    study: SharpnessStudy,
+    path: str | os.PathLike | None = None,
+    *,
+    axes: Any = None,
+    title: str | None = None,
+):
     """Test accuracy with its 95 % interval beside λ_max, the trace and Keskar's
-    sharpness (each a mean over seeds with its interval), one point per run."""
-    figure = new_figure(figsize=(13, 4.2), layout="constrained")
+    sharpness (each a mean over seeds with its interval), one point per run.
+
+    Args:
+        study: `run_sharpness_study`'s result.
+        path: where to write the figure as a PNG; nothing is written when `None`.
+        axes: one matplotlib `Axes` per panel (3, or 4 when Keskar's sharpness was
+            measured); a new figure when `None`.
+        title: the figure's title, if any.
+
+    Returns:
+        The matplotlib `Figure` (the axes' figure when `axes` are given).
+    """
     metrics = [
         ("test_accuracy", "test accuracy (%)", 100.0),
         ("lambda_max", "Hessian λ_max", 1.0),
@@ -288,41 +307,56 @@ def plot_summary(study: SharpnessStudy, path: Path, title: str) -> None:
     ]
     if study.settings.keskar:
         metrics.append(("keskar_sharpness", "Keskar sharpness (%)", 1.0))
-    axes_row = figure.subplots(1, len(metrics))
+    figure, axes_row = panels(axes, len(metrics), figsize=(13, 4.2))
     names = list(study.runs)
-    for axes, (metric, label, scale) in zip(axes_row, metrics):
+    for panel, (metric, label, scale) in zip(axes_row, metrics):
         for position, name in enumerate(names):
             interval = study.interval(name, metric)
             if interval is None:
                 continue
             color = "tab:blue" if name == "small" else "tab:orange"
             values = [v * scale for v in study.protocol.get(name).per_seed[metric]]
-            axes.scatter([position] * len(values), values, s=8, color=color, alpha=0.35)
+            panel.scatter([position] * len(values), values, s=8, color=color, alpha=0.35)
             low, high = interval.low, interval.high
             error = (
                 None
                 if low != low
                 else [[(interval.mean - low) * scale], [(high - interval.mean) * scale]]
             )
-            axes.errorbar(
+            panel.errorbar(
                 position, interval.mean * scale, yerr=error, fmt="o", color=color,
                 capsize=4,
             )  # fmt: skip
-        axes.set_xticks(range(len(names)), names, rotation=40, ha="right")
-        axes.set_title(label)
-        axes.grid(True, axis="y", alpha=0.3)
+        panel.set_xticks(range(len(names)), names, rotation=40, ha="right")
+        panel.set_title(label)
+        panel.grid(True, axis="y", alpha=0.3)
     axes_row[0].set_ylabel("mean over seeds, 95 % t-interval (dots: seeds)")
-    figure.suptitle(title)
-    figure.savefig(path, dpi=110)
+    return finish_figure(figure, path, title)
 
 
-def plot_differences(study: SharpnessStudy, path: Path, title: str) -> None:
+def plot_differences(
+    study: SharpnessStudy,
+    path: str | os.PathLike | None = None,
+    *,
+    axes: Any = None,
+    title: str | None = None,
+):
     """Each run's test accuracy and loss minus the large batch's, paired by seed
-    (cheaper SAM modes: minus SAM's), mean and 95 % interval."""
-    figure = new_figure(figsize=(11, 4.2), layout="constrained")
-    axes_row = figure.subplots(1, 2)
+    (cheaper SAM modes: minus SAM's), mean and 95 % interval; green where the
+    interval excludes 0.
+
+    Args:
+        study: `run_sharpness_study`'s result.
+        path: where to write the figure as a PNG; nothing is written when `None`.
+        axes: two matplotlib `Axes` (accuracy, loss); a new figure when `None`.
+        title: the figure's title, if any.
+
+    Returns:
+        The matplotlib `Figure` (the axes' figure when `axes` are given).
+    """
+    figure, axes_row = panels(axes, 2, figsize=(11, 4.2))
     names = [name for name in study.runs if name != "large"]
-    for axes, (metric, label, scale) in zip(
+    for panel, (metric, label, scale) in zip(
         axes_row,
         [("test_accuracy", "Δ test accuracy (points)", 100.0),
          ("test_loss", "Δ test loss", 1.0)],
@@ -335,35 +369,53 @@ def plot_differences(study: SharpnessStudy, path: Path, title: str) -> None:
             if interval is None:
                 continue
             color = "tab:green" if interval.significant else "tab:gray"
-            axes.errorbar(
+            panel.errorbar(
                 position,
                 interval.mean * scale,
                 yerr=[[(interval.mean - interval.low) * scale],
                       [(interval.high - interval.mean) * scale]],
                 fmt="o", color=color, capsize=4,
             )  # fmt: skip
-        axes.axhline(0.0, color="black", linewidth=0.8)
-        axes.set_xticks(range(len(names)), labels, rotation=40, ha="right")
-        axes.set_title(label)
-        axes.grid(True, axis="y", alpha=0.3)
+        panel.axhline(0.0, color="black", linewidth=0.8)
+        panel.set_xticks(range(len(names)), labels, rotation=40, ha="right")
+        panel.set_title(label)
+        panel.grid(True, axis="y", alpha=0.3)
     axes_row[0].set_ylabel("paired by seed: mean, 95 % t-interval")
-    figure.suptitle(title + " (green: interval excludes 0)")
-    figure.savefig(path, dpi=110)
+    return finish_figure(
+        figure, path, title and f"{title} (green: interval excludes 0)"
+    )
 
 
-def plot_interpolation(study: SharpnessStudy, path: Path, title: str) -> None:
-    """The loss along (1 − α) θ_small + α θ_large on training and test data."""
+def plot_interpolation(
+    study: SharpnessStudy,
+    path: str | os.PathLike | None = None,
+    *,
+    ax: Any = None,
+    title: str | None = None,
+):
+    """The loss along (1 − α) θ_small + α θ_large on training and test data.
+
+    Args:
+        study: `run_sharpness_study`'s result (with `small` and `large` runs).
+        path: where to write the figure as a PNG; nothing is written when `None`.
+        ax: a matplotlib `Axes` to draw into; a new figure when `None`.
+        title: the axes' title, if any.
+
+    Returns:
+        The matplotlib `Figure` (`ax.figure` when `ax` is given).
+    """
     import numpy as np
 
     from keras_optnotes.diagnostics import LossLine, plot_loss_lines
 
     alphas = np.asarray(study.alphas)
-    plot_loss_lines(
+    return plot_loss_lines(
         {
             "training subset": LossLine(alphas, np.asarray(study.train_line)),
             "test": LossLine(alphas, np.asarray(study.test_line)),
         },
         path,
+        ax=ax,
         xlabel="α  (0: small-batch solution, 1: large-batch solution)",
         title=title,
     )
@@ -506,7 +558,7 @@ def write_study(study: SharpnessStudy, folder: Path, dataset: str) -> list[str]:
         plots.append(("interpolation.png", plot_interpolation))
     for name, plot in plots:
         try:
-            plot(study, folder / name, title)
+            plot(study, folder / name, title=title)
             written.append(name)
         except ImportError as error:
             print(f"{PROG} {NAME}: plot skipped: {error}", file=sys.stderr)
