@@ -165,6 +165,8 @@ METRICS = {
     "hessian_trace": ("Hessian trace", 1.0, 0),
     "keskar_sharpness": ("Keskar ε-sharpness (%)", 1.0, 2),
 }
+# The per-seed table's columns, in the order of the JSON's `per_seed`.
+PER_SEED_METRICS = ("test_accuracy", "test_loss", *list(METRICS)[1:])
 # The paired differences large − small the verdict of section 1 is built from.
 SHARPNESS = ("lambda_max", "hessian_trace", "keskar_sharpness")
 FAILED_ACCURACY = 0.5  # mean test accuracy below this: the run did not train
@@ -359,9 +361,6 @@ def grid_rows(study, budget: str) -> list[list[str]]:
             ]
         )
     return rows
-
-
-PER_SEED_METRICS = ("test_accuracy", "test_loss", *list(METRICS)[1:])
 
 
 def per_seed_rows(study, budget: str) -> list[list[str]]:
