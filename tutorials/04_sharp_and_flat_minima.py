@@ -165,7 +165,7 @@ METRICS = {
     "hessian_trace": ("Hessian trace", 1.0, 0),
     "keskar_sharpness": ("Keskar ε-sharpness (%)", 1.0, 2),
 }
-# The per-seed table's columns, in the order of the JSON's `per_seed`.
+# The per-seed table's columns (keys of the JSON's `per_seed`).
 PER_SEED_METRICS = ("test_accuracy", "test_loss", *list(METRICS)[1:])
 # The paired differences large − small the verdict of section 1 is built from.
 SHARPNESS = ("lambda_max", "hessian_trace", "keskar_sharpness")
