@@ -89,6 +89,23 @@ def output_folder(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def json_ready(value: Any) -> Any:
+    """`value` with NaN and infinities as `None` (JSON has neither), tuples and
+    mappings as lists and dicts, so that `json.dumps(..., allow_nan=False)` writes it.
+
+    Example:
+        >>> json_ready({"mean": float("nan"), "ci95": (0.1, 0.2)})
+        {'mean': None, 'ci95': [0.1, 0.2]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "items"):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
 def format_cell(value: Any) -> str:
     """Text for a table cell: floats to 4 significant digits, `None` empty."""
     if value is None:

@@ -111,9 +111,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from keras_optnotes import data, diagnostics  # noqa: E402
-from keras_optnotes.commands._common import json_ready  # noqa: E402
 from keras_optnotes.experiments import protocol, sharpness  # noqa: E402
-from keras_optnotes.report import new_figure  # noqa: E402
+from keras_optnotes.report import json_ready, new_figure  # noqa: E402
 
 SETTINGS = {
     False: {

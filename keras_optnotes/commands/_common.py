@@ -43,18 +43,6 @@ def fraction(text: str) -> float:
     return checked_number(text, float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
-def json_ready(value):
-    """`value` with NaN and infinities as `None` (JSON has neither), tuples and
-    mappings as lists and dicts."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "items"):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
-
-
 def add_dataset_argument(parser: argparse.ArgumentParser) -> None:
     """`--dataset`, one of `keras_optnotes.data.DATASETS`, digits by default."""
     parser.add_argument(

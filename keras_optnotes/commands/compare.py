@@ -41,7 +41,6 @@ from keras_optnotes.commands._common import (
     add_seed_argument,
     checked_number,
     edge_extensions,
-    json_ready,
     load_dataset,
     positive_int,
 )
@@ -64,6 +63,7 @@ from keras_optnotes.experiments.compare import (
 )
 from keras_optnotes.report import (
     finish_figure,
+    json_ready,
     markdown_table,
     output_folder,
     panels,

@@ -42,7 +42,6 @@ from keras_optnotes.commands._common import (
     add_output_arguments,
     checked_number,
     edge_extensions,
-    json_ready,
     load_dataset,
     positive_float,
     positive_int,
@@ -69,6 +68,7 @@ from keras_optnotes.experiments.sharpness import (
 )
 from keras_optnotes.report import (
     finish_figure,
+    json_ready,
     markdown_table,
     output_folder,
     panels,
@@ -316,7 +316,9 @@ def plot_summary(
                 continue
             color = "tab:blue" if name == "small" else "tab:orange"
             values = [v * scale for v in study.protocol.get(name).per_seed[metric]]
-            panel.scatter([position] * len(values), values, s=8, color=color, alpha=0.35)
+            panel.scatter(
+                [position] * len(values), values, s=8, color=color, alpha=0.35
+            )
             low, high = interval.low, interval.high
             error = (
                 None
