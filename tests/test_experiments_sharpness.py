@@ -315,3 +315,18 @@ def test_study_figures_return_the_figure_and_draw_into_given_axes(
         plot_differences(study, axes=panels[0])
     plot_summary(study, tmp_path / "summary.png")
     assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("name", ["sam_interval", "looksam"])
+def test_cheaper_sam_modes_tune_their_rate_around_sams_choice(name):
+    settings = StudySettings(budget=protocol.Budget("epochs", 5), keskar=False)
+    seeds = protocol.make_seeds(2, tuning=1)
+    arm = sharpness._study_arm(name, settings, seeds, {})
+    search = protocol.GridSearch(
+        ({"learning_rate": 0.01, "rho": 0.1},), seeds.tuning, ((0.9,),), 0
+    )
+    done = {"sam": protocol.ArmResult("sam", {}, search, seeds.report, {})}
+    grid = arm.candidates(done)
+    assert [c["rho"] for c in grid] == [0.1, 0.1, 0.1]
+    expected = [0.01 / math.sqrt(10), 0.01, 0.01 * math.sqrt(10)]
+    assert [c["learning_rate"] for c in grid] == pytest.approx(expected, rel=1e-15)

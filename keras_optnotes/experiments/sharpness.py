@@ -1003,8 +1003,9 @@ class SharpnessStudy:
             trace_samples=self.settings.trace_samples,
             keskar_sharpness=self.settings.keskar,
             wall_clock_seconds=self.seconds,
-            cheaper_sam_modes="sam_interval and looksam take SAM's chosen learning "
-            "rate and rho (not tuned again) and are compared with SAM, paired",
+            cheaper_sam_modes="sam_interval and looksam take SAM's chosen rho, tune "
+            "their learning rate on three rates around SAM's chosen one, and are "
+            "compared with SAM, paired",
         )
         for name in names:
             entry = data["runs"][name]
@@ -1140,7 +1141,8 @@ def run_sharpness_study(
     the end of each epoch from 75 % of the run); `lookahead` (Zhang et al. 2019,
     k = 5, α = 0.5); and, when `SharpnessAwareMinimization` has `interval`,
     `sam_interval` (SAM's step every 5th step) and `looksam` (Liu et al. 2022,
-    α = 0.7), which take SAM's chosen ρ and learning rate and are compared with SAM.
+    α = 0.7), which take SAM's chosen ρ, tune their learning rate on three rates √10
+    apart around SAM's chosen one, and are compared with SAM.
     Adam's grids are centred on 1e-3 at batch 16, moved by the square-root rule.
 
     Args:
@@ -1285,9 +1287,15 @@ def _study_arm(name, settings, seeds, kept):
 
     if name in CHEAP_SAM_RUNS:
 
-        def candidates(done):  # SAM's chosen learning rate and ρ, not tuned again
+        def candidates(done):
+            # SAM's chosen ρ; the learning rate tuned again, on three rates √10
+            # apart around SAM's chosen one (a step that reuses an old direction
+            # may want another rate), extended past an edge like every grid.
             chosen = done["sam"].search.best
-            return ({"learning_rate": chosen["learning_rate"], "rho": chosen["rho"]},)
+            return tuple(
+                {"learning_rate": rate, "rho": chosen["rho"]}
+                for rate in protocol.log_grid(chosen["learning_rate"], 3)
+            )
 
     else:
         candidates = settings.candidates(name)
