@@ -128,8 +128,9 @@ def test_plot_gaps_returns_the_figure_and_draws_into_given_axes(tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
     loss_panel, error_panel = figure.axes
     widths = [patch.get_width() for patch in loss_panel.patches]
-    assert widths == pytest.approx([r.loss_gap for r in runs], rel=1e-12)
+    # validation − training loss, and training − validation accuracy in points
+    assert widths == pytest.approx([0.9 - 0.05, 0.6 - 0.25], rel=1e-12)
     errors = [patch.get_width() for patch in error_panel.patches]
-    assert errors == pytest.approx([100 * r.accuracy_gap for r in runs], rel=1e-12)
+    assert errors == pytest.approx([100 * (1.0 - 0.7), 100 * (0.95 - 0.8)], rel=1e-12)
     given = Figure()
     assert regularize.plot_gaps(ablation, axes=given.subplots(1, 2)) is given

@@ -995,20 +995,9 @@ def plot_critical_batch(
         >>> result = run_critical_batch(load("digits"), batch_sizes=(8, 64, 512))
         >>> figure = plot_critical_batch(result)  # shown inline in a notebook
     """
-    if axes is None:
-        from keras_optnotes.report import new_figure
+    from keras_optnotes.report import panels
 
-        figure = new_figure(figsize=(11, 4.6), layout="constrained")
-        steps_axes, examples_axes = figure.subplots(1, 2)
-    else:
-        try:
-            steps_axes, examples_axes = axes
-        except (TypeError, ValueError):
-            raise ValueError(
-                "Argument `axes` must be two matplotlib Axes (steps, examples). "
-                f"Received: axes={axes!r}"
-            ) from None
-        figure = steps_axes.figure
+    figure, (steps_axes, examples_axes) = panels(axes, 2, figsize=(11, 4.6))
     sizes = np.array([b.batch_size for b in result.batches], np.float64)
     for axes, scale, label in (
         (steps_axes, lambda b: 1.0, "steps to target"),

@@ -778,23 +778,27 @@ def choose_on_validation(
             "validation only). Received: development of type "
             f"{type(development).__name__}"
         )
-    scores: list[tuple[float, ...]] = []
-    tried: list[Mapping[str, Any]] = []
-    extensions = -1
-    while candidates:
-        for candidate in candidates:
-            row = []
-            for seed in seeds:
-                if progress is not None:
-                    progress(f"tune {describe_setting(candidate)} seed {seed}")
-                row.append(float(score(candidate, seed, development)))
-            scores.append(tuple(row))
-        tried.extend(candidates)
-        extensions += 1
+
+    def scored(candidate: Mapping[str, Any]) -> tuple[float, ...]:
+        row = []
+        for seed in seeds:
+            if progress is not None:
+                progress(f"tune {describe_setting(candidate)} seed {seed}")
+            row.append(float(score(candidate, seed, development)))
+        return tuple(row)
+
+    tried = list(candidates)
+    scores = [scored(c) for c in tried]
+    best = _best_index([float(np.mean(row)) for row in scores], maximize)
+    extensions = 0
+    while extensions < max_extensions and math.isfinite(float(np.mean(scores[best]))):
+        beyond = _past_the_edge(tried, tried[best], extend)
+        if not beyond:
+            break
+        tried.extend(beyond)
+        scores.extend(scored(c) for c in beyond)
         best = _best_index([float(np.mean(row)) for row in scores], maximize)
-        candidates = ()
-        if extensions < max_extensions and math.isfinite(float(np.mean(scores[best]))):
-            candidates = tuple(_past_the_edge(tried, tried[best], extend))
+        extensions += 1
     return GridSearch(
         tuple(tried), seeds, tuple(scores), best, maximize, extensions=extensions
     )
