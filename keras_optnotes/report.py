@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 import os
 import shutil
@@ -90,20 +91,54 @@ def output_folder(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def json_ready(value: Any) -> Any:
-    """`value` with NaN and infinities as `None` (JSON has neither), tuples and
-    mappings as lists and dicts, so that `json.dumps(..., allow_nan=False)` writes it.
+    """`value` as plain JSON types, so that `json.dumps(..., allow_nan=False)` writes it.
+
+    NaN and infinities become `None` (JSON has neither); tuples, lists and NumPy
+    arrays become lists, NumPy scalars Python numbers, mappings dicts with string
+    keys; an object with a `to_dict()` method (the experiments' results) becomes what
+    it returns, and any other dataclass a dict of its fields.
 
     Example:
         >>> json_ready({"mean": float("nan"), "ci95": (0.1, 0.2)})
         {'mean': None, 'ci95': [0.1, 0.2]}
+        >>> json_ready(np.array([1.5, np.inf]))
+        [1.5, None]
     """
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if callable(getattr(value, "to_dict", None)):
+        return json_ready(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            field.name: json_ready(getattr(value, field.name))
+            for field in dataclasses.fields(value)
+        }
     if hasattr(value, "items"):
         return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
     return value
+
+
+def write_json(path: str | os.PathLike, value: Any) -> Path:
+    """Writes `json_ready(value)` to `path` as indented UTF-8 JSON; returns the path.
+
+    Raises:
+        TypeError: `value` holds something JSON cannot represent (after
+            `json_ready`), e.g. an arbitrary object.
+    """
+    import json
+
+    path = Path(path)
+    path.write_text(
+        json.dumps(json_ready(value), indent=1, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def format_cell(value: Any) -> str:
@@ -268,6 +303,130 @@ def finish_figure(figure: Any, path: str | os.PathLike | None, title: str | None
     if path is not None:
         figure.savefig(os.fspath(path), dpi=110)
     return figure
+
+
+def mean_band(
+    axes: Any,
+    x: Any,
+    runs: Any,
+    *,
+    label: str,
+    band: str = "std",
+    log: bool = False,
+    **line: Any,
+):
+    """Draws the mean of runs over seeds against `x`, with a shaded band.
+
+    The band is mean ± one sample standard deviation (`band="std"`) or the range
+    from the smallest to the largest run (`band="range"`); with `log=True` both are
+    taken of log₁₀ of the runs (a geometric mean, for quantities on a log axis). One
+    run draws the line alone.
+
+    Args:
+        axes: a matplotlib `Axes`.
+        x: the shared x values (points,), or one row per run (averaged).
+        runs: the values, one row per seed (seeds, points), or one run (points,).
+        label: the legend entry; " (n=seeds)" is appended.
+        band: "std" or "range".
+        log: average log₁₀(runs) instead of the runs.
+        **line: passed to `Axes.plot` (`color=`, `ls=`, ...).
+
+    Returns:
+        The drawn `Line2D`.
+
+    Raises:
+        ValueError: an unknown `band`.
+
+    Example:
+
+    >>> figure = new_figure()
+    >>> line = mean_band(figure.subplots(), [1, 2], [[1.0, 2.0], [3.0, 4.0]], label="a")
+    >>> line.get_ydata().tolist(), line.get_label()
+    ([2.0, 3.0], 'a (n=2)')
+    """
+    if band not in ("std", "range"):
+        raise ValueError(
+            f"Argument `band` must be 'std' or 'range'. Received: band={band!r}"
+        )
+    runs = np.atleast_2d(np.asarray(runs, dtype=np.float64))
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    values = np.log10(runs) if log else runs
+    mean = values.mean(axis=0)
+    if band == "range":
+        low, high = values.min(axis=0), values.max(axis=0)
+    else:
+        std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
+        low, high = mean - std, mean + std
+    if log:
+        mean, low, high = 10**mean, 10**low, 10**high
+    (drawn,) = axes.plot(x, mean, label=f"{label} (n={len(runs)})", **line)
+    if len(runs) > 1:
+        axes.fill_between(x, low, high, color=drawn.get_color(), alpha=0.18, lw=0)
+    return drawn
+
+
+def label_axes(
+    axes: Any,
+    xlabel: str,
+    ylabel: str | None = None,
+    title: str | None = None,
+    *,
+    log: str = "",
+    legend: str | float | None = "small",
+    grid: bool = False,
+) -> Any:
+    """Names an `Axes`' axes and title, sets log scales, draws its legend and grid.
+
+    Args:
+        axes: a matplotlib `Axes`.
+        xlabel: the x axis' label.
+        ylabel: the y axis' label (`None`: leave it).
+        title: the title (`None`: leave it).
+        log: "x", "y" or "xy": which axes are on a log scale ("": none).
+        legend: the legend's font size, or `None` for no legend.
+        grid: draw a light grid (major and minor lines).
+
+    Returns:
+        `axes`.
+    """
+    if not set(log) <= {"x", "y"}:
+        raise ValueError(
+            f"Argument `log` must be '', 'x', 'y' or 'xy'. Received: log={log!r}"
+        )
+    axes.set_xlabel(xlabel)
+    if ylabel is not None:
+        axes.set_ylabel(ylabel)
+    if title is not None:
+        axes.set_title(title)
+    if "x" in log:
+        axes.set_xscale("log")
+    if "y" in log:
+        axes.set_yscale("log")
+    if grid:
+        axes.grid(True, which="both", alpha=0.3)
+    if legend is not None:
+        axes.legend(fontsize=legend)
+    return axes
+
+
+def show_markdown(text: str) -> None:
+    """Shows Markdown (a table, a verdict) rendered in a notebook, printed elsewhere.
+
+    In IPython (Jupyter, Colab) the text is displayed as rendered Markdown; run as a
+    script, or where IPython is not installed, it is printed as it is.
+
+    Args:
+        text: the Markdown, e.g. from `markdown_table`.
+    """
+    shell = sys.modules.get("IPython")
+    if shell is not None and shell.get_ipython() is not None:
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    else:
+        print(text)
 
 
 def write_report(

@@ -1,95 +1,118 @@
-"""How large a batch? Steps to a target loss, the critical batch size and the noise scale.
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-The notes' section "Batch-size Matters" says that larger batches make the gradient less
-noisy, so that fewer, larger steps can be taken — up to a point. Where is that point?
-The field answers with one measurement (Shallue et al. 2019; McCandlish et al. 2018):
-for each batch size B, the number of steps S needed to reach a fixed target loss, with
-the learning rate tuned for that batch size. Doubling a small batch halves S (the
-"perfect scaling" regime: the same examples E = B·S, in half the steps); past some
-batch size, doubling B hardly lowers S and only doubles E.
+# %% [markdown]
+# # 09 — How large a batch? Steps to a target, the critical batch size and the noise scale
+#
+# The notes' section "Batch-size Matters" (배치 크기가 중요하다) says that larger
+# batches make the gradient less noisy, so that fewer, larger steps can be taken — up
+# to a point. Where is that point? The field answers with one measurement (Shallue et
+# al. 2019; McCandlish et al. 2018): for each batch size $B$, the number of steps $S$
+# needed to reach a fixed target loss, with the learning rate tuned for that batch
+# size. Doubling a small batch halves $S$ (the "perfect scaling" regime: the same
+# examples $E = B S$, in half the steps); past some batch size, doubling $B$ hardly
+# lowers $S$ and only doubles $E$.
+#
+# McCandlish et al. derive the trade-off from a noisy quadratic model of SGD:
+#
+# $$S = S_\min \left(1 + \frac{B_\text{crit}}{B}\right), \qquad
+#   E = E_\min \left(1 + \frac{B}{B_\text{crit}}\right), \qquad
+#   B_\text{crit} = \frac{E_\min}{S_\min},$$
+#
+# equivalently $(S / S_\min - 1)(E / E_\min - 1) = 1$: $S_\min$ is the steps an
+# infinitely large batch would need, $E_\min$ the examples a batch of one would need,
+# and the critical batch size $B_\text{crit}$ is where both are only twice their
+# minimum. They predict $B_\text{crit}$ by the simple gradient noise scale, measured
+# where the target is reached,
+#
+# $$B_\text{simple} = \frac{\operatorname{tr}(\Sigma)}{|G|^2},$$
+#
+# $G$ the true gradient and $\Sigma$ the covariance of the per-example gradients: the
+# batch size at which the noise of a batch gradient, $\operatorname{tr}(\Sigma)/B$,
+# equals the signal $|G|^2$.
+#
+# **The questions.** (1) On the digits, how many steps and examples does plain SGD
+# need to reach a training cross-entropy of 0.1 at batch sizes 8 to 512, with η tuned
+# per batch size? (2) Does $S = S_\min(1 + B_\text{crit}/B)$ describe those counts, and
+# what is $B_\text{crit}$? (3) Does $B_\text{simple}$, measured with
+# `keras_optnotes.callbacks.GradientNoiseScale`, predict $B_\text{crit}$?
+#
+# **Run it.** `pip install "keras-optnotes[all]" tensorflow` (or `jax`, or `torch`:
+# the experiment runs on any Keras backend). Set `QUICK = True` below for a smoke run
+# of under a minute; the full run (`QUICK = False`, 8 seeds) took the time printed by
+# the last cell, with the package version beside it.
 
-McCandlish et al. derive the trade-off from a noisy quadratic model of SGD:
+# %% tags=["parameters"]
+QUICK = False  # True: a smoke run of seconds, what CI runs
+SEEDS = None  # report seeds 0 … SEEDS − 1; None: 8 (2 when QUICK)
+OUT = "optnotes-report/tutorials"  # where the figures and the numbers are written
 
-    S = S_min (1 + B_crit / B),    E = E_min (1 + B / B_crit),    B_crit = E_min / S_min,
-
-equivalently (S / S_min − 1)(E / E_min − 1) = 1: S_min is the steps an infinitely
-large batch would need, E_min the examples a batch of one would need, and the critical
-batch size B_crit is where both are only twice their minimum. They predict B_crit by
-the simple gradient noise scale, measured at the point of training where the target is
-reached,
-
-    B_simple = tr(Σ) / |G|²,
-
-G the true gradient and Σ the covariance of the per-example gradients: the batch size
-at which the noise of a batch gradient, tr(Σ)/B, equals the signal |G|².
-
-The questions. (1) On the digits, how many steps and examples does plain SGD need to
-reach a training cross-entropy of 0.1 at batch sizes 8 to 512, with η tuned per batch
-size? (2) Does S = S_min (1 + B_crit / B) describe those counts, and what is B_crit?
-(3) Does B_simple, measured with `keras_optnotes.callbacks.GradientNoiseScale`, predict
-B_crit?
-
-The setup (`keras_optnotes.experiments.critical_batch.run_critical_batch`, the same
-experiment as `keras-optnotes critical-batch`, at a smaller size here). The MLP 64 →
-64 → 64 → 10 (ReLU) on the 1,438 training digits (the validation fifth is not used: the
-target is a training loss), plain gradient descent (θ ← θ − η g), batches of exactly B
-examples drawn independently (uniformly, without replacement within a batch). After
-every step the cross-entropy of the whole training set is computed in inference mode;
-S is the first step at which it is ≤ the target. For each B, every η of a grid (0.05 to
-1.6 in factors of 2 here) runs on the tuning seed and the η with the fewest steps is
-kept (a run stops once it can no longer win); then fresh seeds (new initial weights and
-batches) are run at that η. The fit minimizes Σ (log S − log S_min(1 + B_crit/B))² over
-every report run; since log E = log B + log S, the same fit gives E_min = S_min B_crit.
-At the weights where each report run first reached the target, B_simple is measured
-from 16 big batches of 256 examples, each cut into 16 small batches of 16.
-
-What differs from the papers. A training set of 1,438 examples, not an endless stream:
-a batch of 512 is 36 % of it, and its gradient's noise is (N − B)/(N − 1) ≈ 0.64 of what
-independent examples would give, so the largest batches look a little better than the
-model predicts. One tuning seed and 3 report seeds here (the command's full run uses 2
-and 8, a finer η grid and a lower target; its results are in
-`docs/experiments/critical-batch.md`).
-
-How to read the output. `09_critical_batch.png`: steps and examples to the target
-against B (log–log; dots: seeds, markers: mean and 95 % t-interval), the fitted curves,
-B_crit (dashed) and B_simple (dotted). `09_pareto.png`: the same runs as (S, E) pairs
-with the hyperbola (S/S_min − 1)(E/E_min − 1) = 1. `09_critical_batch_size.md`: the
-table and the numbers.
-
-Run:
-
-    python tutorials/09_critical_batch_size.py           # about 2 minutes on two idle cores
-    python tutorials/09_critical_batch_size.py --quick   # smoke run, seconds
-
-References:
-    McCandlish, Kaplan, Amodei, OpenAI Dota Team, "An empirical model of large-batch
-    training", arXiv:1812.06162, 2018.
-    Shallue, Lee, Antognini, Sohl-Dickstein, Frostig, Dahl, "Measuring the effects of
-    data parallelism on neural network training", JMLR 20(112), 2019.
-"""
-
-from __future__ import annotations
-
+# %%
 import math
-from collections.abc import Sequence
+import time
+from pathlib import Path
 
-import _common
+import numpy as np
 
-OPTIONS = {"default_seeds": 3, "quick_seeds": 2}
-if __name__ == "__main__":  # bad options fail at once, before TensorFlow loads
-    _common.parse_options(None, __file__, __doc__, **OPTIONS)
-_common.import_backend_quietly()
-
-import numpy as np  # noqa: E402
-
-from keras_optnotes import data  # noqa: E402
-from keras_optnotes.experiments.critical_batch import (  # noqa: E402
+from keras_optnotes import data
+from keras_optnotes.experiments import run_description
+from keras_optnotes.experiments.critical_batch import (
     TABLE_COLUMNS,
     plot_critical_batch,
     run_critical_batch,
 )
-from keras_optnotes.report import new_figure  # noqa: E402
+from keras_optnotes.report import (
+    label_axes,
+    markdown_table,
+    new_figure,
+    show_markdown,
+    write_json,
+)
 
+started = time.perf_counter()
+out = Path(OUT)
+out.mkdir(parents=True, exist_ok=True)
+seeds = SEEDS or (2 if QUICK else 8)
+
+# %% [markdown]
+# ## The setup
+#
+# The experiment is `keras_optnotes.experiments.critical_batch.run_critical_batch`,
+# the same as the command `keras-optnotes critical-batch`, at a smaller size here.
+# The MLP 64 → 64 → 64 → 10 (ReLU) learns the 1,438 training digits (the validation
+# fifth is not used: the target is a training loss) by plain gradient descent,
+# θ ← θ − η g, on batches of exactly $B$ examples drawn independently (uniformly,
+# without replacement within a batch). After every step the cross-entropy of the
+# whole training set is computed in inference mode; $S$ is the first step at which it
+# is ≤ the target.
+#
+# For each $B$, every η of a grid (0.05 to 1.6 in factors of 2) runs on the tuning
+# seed and the η with the fewest steps is kept (a run stops once it can no longer
+# win); then fresh seeds (new initial weights and batches) run at that η. The fit
+# minimizes $\sum (\log S - \log S_\min(1 + B_\text{crit}/B))^2$ over every report
+# run; since $\log E = \log B + \log S$, the same fit gives $E_\min = S_\min
+# B_\text{crit}$. At the weights where each report run first reached the target,
+# $B_\text{simple}$ is measured from 16 big batches of 256 examples, each cut into
+# 16 small batches of 16.
+#
+# **What differs from the papers.** A training set of 1,438 examples, not an endless
+# stream: a batch of 512 is 36 % of it, and its gradient's noise is $(N - B)/(N - 1)
+# \approx 0.64$ of what independent examples would give, so the largest batches look
+# a little better than the model predicts. One tuning seed here (the command's full
+# run uses 2, a finer η grid and a lower target; its results are on the page "The
+# critical batch size" of the experiments).
+
+# %%
 SETTINGS = {
     False: {
         "batch_sizes": (8, 16, 32, 64, 128, 256, 512),
@@ -109,13 +132,38 @@ SETTINGS = {
     },
 }
 
+result = run_critical_batch(data.load("digits"), seeds=seeds, **SETTINGS[QUICK])
+show_markdown(
+    f"Plain SGD on the digits MLP until the training cross-entropy is ≤ "
+    f"{result.target_loss}; η tuned per batch size on the grid "
+    f"{', '.join(f'{r:g}' for r in result.learning_rates)} for the fewest steps "
+    f"(tuning seed {', '.join(map(str, result.tuning_seeds))}), reported on seeds "
+    f"{', '.join(map(str, result.seeds))}.\n\n"
+    + markdown_table(TABLE_COLUMNS, result.table_rows())
+)
 
-def plot_pareto(result, staging):
+# %% [markdown]
+# ## Steps and examples against the batch size
+#
+# Left: the steps to the target against $B$ (log–log; dots: seeds, markers: mean and
+# 95 % t-interval), the fitted curve, $B_\text{crit}$ (dashed) and $B_\text{simple}$
+# (dotted). Right: the examples $E = B S$.
+
+# %%
+plot_critical_batch(result, out / "09_critical_batch.png")
+
+# %% [markdown]
+# The same runs as $(S, E)$ pairs, with the hyperbola $(S/S_\min - 1)(E/E_\min - 1)
+# = 1$ and its two asymptotes $S_\min$ and $E_\min$.
+
+
+# %%
+def plot_pareto(result, path=None):
     """Each report run as (S, E), the fitted hyperbola and its two asymptotes."""
-    figure = new_figure(figsize=(6.5, 5), layout="constrained")
-    axes = figure.subplots()
     from matplotlib import colormaps
 
+    figure = new_figure(figsize=(6.5, 5), layout="constrained")
+    axes = figure.subplots()
     colors = iter(colormaps["viridis"](np.linspace(0, 0.9, len(result.batches))))
     for batch in result.batches:
         steps = np.array(batch.reached_steps(), np.float64)
@@ -137,7 +185,7 @@ def plot_pareto(result, staging):
         )
         axes.axvline(fit.min_steps, color="0.5", ls=":", label="S_min, E_min")
         axes.axhline(fit.min_examples, color="0.5", ls=":")
-    _common.label(
+    label_axes(
         axes,
         "steps to target S",
         "examples to target E = B·S",
@@ -146,9 +194,19 @@ def plot_pareto(result, staging):
         legend="x-small",
         grid=True,
     )
-    return _common.save(figure, staging, "09_pareto.png")
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure
 
 
+plot_pareto(result, out / "09_pareto.png")
+
+
+# %% [markdown]
+# ## What the fit and the noise scale say
+
+
+# %%
 def verdict(result) -> str:
     """What the fit and the noise scale say, in the measured numbers."""
     fit = result.fit
@@ -202,28 +260,25 @@ def verdict(result) -> str:
     return text
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Runs the experiment; writes the figures and the summary; returns the result."""
-    args = _common.parse_options(argv, __file__, __doc__, **OPTIONS)
-    settings = SETTINGS[args.quick]
-    title = "09 — the critical batch size: steps to a target against the batch size"
-    with _common.output(args, title) as (staging, summary):
-        result = run_critical_batch(data.load("digits"), seeds=args.seeds, **settings)
-        plot_critical_batch(result, staging / "09_critical_batch.png")
-        plot_pareto(result, staging)
-        summary.text(
-            f"Plain SGD on the digits MLP until the training cross-entropy is ≤ "
-            f"{result.target_loss}; η tuned per batch size on the grid "
-            f"{', '.join(f'{r:g}' for r in result.learning_rates)} for the fewest "
-            f"steps (tuning seed {', '.join(map(str, result.tuning_seeds))}), reported "
-            f"on seeds {', '.join(map(str, result.seeds))}."
-        )
-        summary.table(TABLE_COLUMNS, result.table_rows())
-        summary.text(verdict(result))
-        summary.figure("09_critical_batch.png", "steps and examples against B")
-        summary.figure("09_pareto.png", "steps against examples")
-    return {"result": result}
+show_markdown(verdict(result))
 
+# %% [markdown]
+# ## The answer
+#
+# See the table and the verdict above for this run's numbers. Two readings of the
+# gap between $B_\text{simple}$ and $B_\text{crit}$, not tested here:
+# $B_\text{simple}$ equals McCandlish et al.'s $B_\text{noise} =
+# \operatorname{tr}(H\Sigma)/(G^\top H G)$ only when the Hessian $H$ is a multiple of
+# the identity, and it is measured at the end of training, where $|G|^2$ is smallest,
+# while the steps are spent along the whole way.
+#
+# ### References
+#
+# - McCandlish, Kaplan, Amodei, OpenAI Dota Team, "An empirical model of large-batch
+#   training", arXiv:1812.06162, 2018.
+# - Shallue, Lee, Antognini, Sohl-Dickstein, Frostig, Dahl, "Measuring the effects of
+#   data parallelism on neural network training", JMLR 20(112), 2019.
 
-if __name__ == "__main__":
-    main()
+# %%
+write_json(out / "09_critical_batch_size.json", {"result": result, "seeds": seeds})
+print(run_description(time.perf_counter() - started))

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -63,6 +64,21 @@ class Split:
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one input sample, e.g. `(8, 8, 1)` for digits."""
         return tuple(self.x_train.shape[1:])
+
+    def flattened(self) -> Split:
+        """The same split with every input flattened to a vector, for an MLP.
+
+        Example:
+
+        >>> split = load("digits").flattened()  # doctest: +SKIP
+        >>> split.input_shape  # doctest: +SKIP
+        (64,)
+        """
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train.reshape(len(self.x_train), -1),
+            x_val=self.x_val.reshape(len(self.x_val), -1),
+        )
 
 
 def corrupt_labels(

@@ -21,6 +21,9 @@ only on the TensorFlow backend.
   scale → `CriticalBatchExperiment`.
 - `keras_optnotes.experiments.protocol`: the evidence protocol the experiments share
   (splits, grids, seeds, intervals, budgets), written once.
+- `keras_optnotes.experiments.summary`: what the tutorials report over seeds
+  (`spread`, `estimate`, paired `difference`, `wilson_interval`), `descend` on a 2-D
+  test function and `run_description`.
 """
 
 from keras_optnotes.experiments.compare import (
@@ -42,6 +45,17 @@ from keras_optnotes.experiments.sharpness import (
     compare_batch_sizes,
     run_sharpness_study,
 )
+from keras_optnotes.experiments.summary import (
+    Estimate,
+    Spread,
+    descend,
+    difference,
+    estimate,
+    run_description,
+    significant_difference,
+    spread,
+    wilson_interval,
+)
 
 __all__ = [
     "Ablation",
@@ -52,9 +66,18 @@ __all__ = [
     "SharpnessStudy",
     "SolutionRun",
     "TechniqueRun",
+    "Estimate",
+    "Spread",
     "compare_batch_sizes",
+    "descend",
+    "difference",
+    "estimate",
     "rank_rules",
     "run_ablation",
     "run_comparison",
+    "run_description",
     "run_sharpness_study",
+    "significant_difference",
+    "spread",
+    "wilson_interval",
 ]

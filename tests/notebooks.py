@@ -1,0 +1,143 @@
+"""Running the tutorial notebooks from the tests.
+
+A tutorial is a jupytext "percent" file, `tutorials/NN_topic.py`, paired with
+`tutorials/NN_topic.ipynb`. Its first code cell is tagged `parameters` and sets
+`QUICK`, `SEEDS` and `OUT`; its last cell writes the measured numbers to
+`OUT/NN_topic.json`.
+
+- `execute(name, out)` runs the notebook under papermill, in a Jupyter kernel of this
+  Python, with `QUICK = True` and `OUT = out` injected after the parameters cell (as
+  `papermill -p QUICK True` does), and returns the executed notebook with the JSON
+  it wrote.
+- `definitions(name)` is the notebook seen as a module: its imports, functions,
+  classes and UPPER_CASE constants, executed here without running the experiment,
+  for the tests of a notebook's own functions.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
+# Every numbered tutorial on disk.
+NAMES = sorted(path.stem for path in TUTORIALS.glob("[0-9][0-9]_*.py"))
+
+
+@dataclasses.dataclass
+class Executed:
+    """A notebook run by papermill: the executed notebook, its output folder, and the
+    numbers it wrote to `OUT/<name>.json`."""
+
+    name: str
+    notebook: Any
+    out: Path
+    results: Any
+
+    def outputs(self) -> list[dict]:
+        """Every output of every code cell, in order."""
+        return [
+            output
+            for cell in self.notebook.cells
+            if cell.cell_type == "code"
+            for output in cell.get("outputs", ())
+        ]
+
+    def inline_images(self) -> int:
+        """The number of PNG images the notebook displayed inline."""
+        return sum("image/png" in output.get("data", {}) for output in self.outputs())
+
+    def markdown_outputs(self) -> list[str]:
+        """The Markdown the notebook displayed (tables, verdicts), in order."""
+        return [
+            "".join(output["data"]["text/markdown"])
+            for output in self.outputs()
+            if "text/markdown" in output.get("data", {})
+        ]
+
+    def printed(self) -> str:
+        """What the notebook printed (its stdout), joined."""
+        return "".join(
+            "".join(output.get("text", ""))
+            for output in self.outputs()
+            if output.get("output_type") == "stream" and output.get("name") == "stdout"
+        )
+
+
+def read(name: str):
+    """The notebook `tutorials/<name>.py` as an nbformat notebook (via jupytext)."""
+    import jupytext
+
+    return jupytext.read(TUTORIALS / f"{name}.py")
+
+
+def execute(name: str, out: Path, **parameters: Any) -> Executed:
+    """Runs `tutorials/<name>.ipynb` under papermill with `QUICK = True`, `OUT = out`
+    and `parameters`; raises papermill's `PapermillExecutionError` (with the failing
+    cell's traceback) if a cell fails."""
+    import nbformat
+    import papermill
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    executed_path = out / f"{name}.executed.ipynb"
+    papermill.execute_notebook(
+        str(TUTORIALS / f"{name}.ipynb"),
+        str(executed_path),
+        parameters={"QUICK": True, "OUT": str(out), **parameters},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(out),
+        # The kernel inherits this process' environment (KERAS_BACKEND, ...).
+        env=dict(os.environ),
+    )
+    notebook = nbformat.read(executed_path, as_version=4)
+    results_path = out / f"{name}.json"
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    return Executed(name, notebook, out, results)
+
+
+def _is_definition(node: ast.stmt) -> bool:
+    if isinstance(
+        node,
+        (
+            ast.Import,
+            ast.ImportFrom,
+            ast.FunctionDef,
+            ast.ClassDef,
+            ast.AsyncFunctionDef,
+        ),
+    ):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return all(
+            isinstance(target, ast.Name) and target.id.isupper() for target in targets
+        )
+    return False
+
+
+def definitions(name: str) -> dict[str, Any]:
+    """The notebook's imports, functions, classes and UPPER_CASE constants, executed
+    in a fresh namespace (the parameters cell included, so `QUICK` is False); nothing
+    else of its code runs."""
+    notebook = read(name)
+    statements = [
+        node
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for node in ast.parse(cell.source).body
+        if _is_definition(node)
+    ]
+    tree = ast.Module(body=statements, type_ignores=[])
+    # A module in sys.modules: dataclasses look their module up while defined.
+    module = types.ModuleType(f"tutorial_{name}")
+    sys.modules[module.__name__] = module
+    exec(compile(tree, str(TUTORIALS / f"{name}.py"), "exec"), module.__dict__)
+    return module.__dict__
