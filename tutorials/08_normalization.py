@@ -57,8 +57,7 @@ import numpy as np
 
 from keras_optnotes import data
 from keras_optnotes.callbacks import recompute_batch_normalization_statistics
-from keras_optnotes.diagnostics import HessianOperator
-from keras_optnotes.diagnostics.operators import preserved_weights
+from keras_optnotes.diagnostics import HessianOperator, preserved_weights
 from keras_optnotes.experiments import difference, estimate, run_description
 from keras_optnotes.experiments.protocol import mean_interval, paired_difference
 from keras_optnotes.layers import normalization

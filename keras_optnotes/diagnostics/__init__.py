@@ -28,7 +28,11 @@ from keras_optnotes.diagnostics.landscape import (
     random_direction,
 )
 from keras_optnotes.diagnostics.lr_range import lr_range_test
-from keras_optnotes.diagnostics.operators import HessianOperator, hessian_vector_product
+from keras_optnotes.diagnostics.operators import (
+    HessianOperator,
+    hessian_vector_product,
+    preserved_weights,
+)
 from keras_optnotes.diagnostics.plots import (
     plot_loss_lines,
     plot_loss_surface,
@@ -64,5 +68,6 @@ __all__ = [
     "plot_loss_surface",
     "plot_lr_range",
     "power_iteration",
+    "preserved_weights",
     "random_direction",
 ]

@@ -109,9 +109,24 @@ def loss_function(model: keras.Model, loss: Any) -> Callable:
 
 @contextlib.contextmanager
 def preserved_weights(model: keras.Model) -> Iterator[None]:
-    """Restore every variable of `model` exactly on exit: its weights, trainable or
-    not (batch normalization's moving statistics) and the dropout layers' seeds,
-    which training-mode steps inside (`lr_range_test`) advance."""
+    """A context in which `model` may change: every variable is restored on exit.
+
+    Every variable of the model is copied on entry and assigned back on exit (also
+    when the block raises): its weights, trainable or not (batch normalization's
+    moving statistics), and the seed state of its dropout and noise layers, which
+    `get_weights` leaves out and which training-mode steps advance. The diagnostics
+    that train or probe inside (`lr_range_test`, a measurement in training mode) use
+    it so that the model leaves them as it came.
+
+    Args:
+        model: a built `keras.Model`.
+
+    Example:
+
+    >>> with preserved_weights(model):  # doctest: +SKIP
+    ...     model.fit(x, y, epochs=1)  # a probe that trains
+    >>> # model's weights, statistics and seed states are back as they were
+    """
     with restored_variables(model.variables):
         yield
 
