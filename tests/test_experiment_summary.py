@@ -69,6 +69,9 @@ def test_wilson_interval_by_hand():
     c = (z**2 / 20) / (1 + z**2 / 10)
     low, high = experiments.wilson_interval(0, 10)
     assert low == 0.0 and high == pytest.approx(2 * c, rel=1e-12)
+    # exactly 0 where rounding gave 1.7e-18 (a negative error bar to matplotlib)
+    assert experiments.wilson_interval(0, 200)[0] == 0.0
+    assert experiments.wilson_interval(200, 200)[1] == 1.0
     # k = n = 4: the mirror image
     low, high = experiments.wilson_interval(4, 4)
     c4 = (z**2 / 8) / (1 + z**2 / 4)

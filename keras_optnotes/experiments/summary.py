@@ -207,7 +207,8 @@ def wilson_interval(
 
     With p̂ = k/n: centre (p̂ + z²/2n) / (1 + z²/n), half-width
     z · √(p̂(1 − p̂)/n + z²/4n²) / (1 + z²/n), clipped to [0, 1]. Unlike p̂ ± z·√(p̂(1 −
-    p̂)/n) it stays inside [0, 1] and is not empty at k = 0 or k = n.
+    p̂)/n) it stays inside [0, 1] and is not empty at k = 0 or k = n, where its bound
+    is exactly 0 or 1.
 
     Args:
         successes: k, the number of successes, 0 ≤ k ≤ n.
@@ -234,7 +235,10 @@ def wilson_interval(
     denominator = 1 + z**2 / trials
     centre = (p + z**2 / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At k = 0 (k = n) the bound is 0 (1) exactly; rounding would leave ±1e-18.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
 
 
 def descend(
