@@ -70,19 +70,3 @@ def pytest_collection_finish(session):
 def pytest_sessionfinish(session):
     for runner in _runners:
         runner.stop_all()
-
-
-@pytest.fixture(scope="module")
-def numbered(tmp_path_factory):
-    """Each numbered tutorial's `--quick` run, once per test module, lazily: call it
-    with the script's name, get (module, output folder, result, printed text)."""
-    from test_tutorials import quick_run
-
-    runs = {}
-
-    def run(name):
-        if name not in runs:
-            runs[name] = quick_run(name, tmp_path_factory)
-        return runs[name]
-
-    return run

@@ -3,8 +3,8 @@ TensorFlow, on JAX (or another backend given by KERAS_BACKEND).
 
 `.ci/run` runs it in a virtual environment of its own with `keras==<floor>`, jax and
 the data, plot and diagnostics extras, after checking that TensorFlow is not
-installed; then `keras-optnotes compare --quick` and a short `keras-optnotes
-sharpness --quick`. Not a pytest file (pytest collects test_*.py): run it as
+installed; then `keras-optnotes compare --quick` (on JAX) or a short
+`keras-optnotes sharpness --quick` (on PyTorch). Not a pytest file (pytest collects test_*.py): run it as
 `python tests/floor_smoke.py`. It exits non-zero at the first failure.
 
 What it shows: every module imports; each update rule, Lookahead around LARS, SAM

@@ -131,7 +131,17 @@ def docs_page_of(url: str, base: str) -> Path:
         return DOCS / "index.md"
     if not path.endswith("/"):  # a file copied as is, e.g. an image
         return DOCS / path
-    return DOCS / (path.rstrip("/") + ".md")
+    # a page from x.md or x.ipynb (a notebook), or a folder's index.md / README.md
+    stem = path.rstrip("/")
+    candidates = [
+        f"{stem}.md",
+        f"{stem}.ipynb",
+        f"{stem}/index.md",
+        f"{stem}/README.md",
+    ]
+    return next(
+        (DOCS / c for c in candidates if (DOCS / c).is_file()), DOCS / candidates[0]
+    )
 
 
 def test_readme_links_are_absolute_and_name_existing_pages():
@@ -150,7 +160,7 @@ def test_readme_links_are_absolute_and_name_existing_pages():
 
 def nav_pages() -> list[str]:
     nav = (ROOT / "mkdocs.yml").read_text().split("\nnav:", 1)[1]
-    return re.findall(r":\s*([\w./-]+\.md)\s*$", nav, re.MULTILINE)
+    return re.findall(r":\s*([\w./-]+\.(?:md|ipynb))\s*$", nav, re.MULTILINE)
 
 
 def test_every_nav_entry_and_relative_link_of_the_docs_exists():

@@ -93,30 +93,32 @@ def test_gaps_and_rows_of_a_run():
         run.val_loss = 0.0
 
 
+# The five techniques whose error gap was below none's on all 8 seeds of the
+# documented run (docs/guides/regularization.md): the test trains these and `none`
+# (half of the twelve runs, to keep the suite's time).
+ALWAYS_BELOW = ("early_stopping", "weight_decay", "input_noise", "cutmix", "dropout")
+
+
 @pytest.mark.slow
 def test_the_unregularized_network_has_the_largest_gap_in_the_default_run():
-    # The default run (seed 0), all techniques. Measured on seeds 0-7
-    # (docs/guides/regularization.md):
-    # none's loss gap (0.74-1.08) was above every technique's on all 8 seeds; the
-    # closest were weight noise on seed 4 (1.016 against 1.048) and L2 on seed 1
-    # (0.955 against 1.076). In the error gap only early stopping, weight decay,
-    # input noise, CutMix and dropout were below none on all 8 seeds.
+    # The default run (seed 0). Measured on seeds 0-7, all techniques
+    # (docs/guides/regularization.md): none's loss gap (0.74-1.08) was above every
+    # technique's on all 8 seeds; the closest were weight noise on seed 4 (1.016
+    # against 1.048) and L2 on seed 1 (0.955 against 1.076). In the error gap only
+    # the five of ALWAYS_BELOW were below none on all 8 seeds.
     split = data.load("digits", validation_fraction=regularize.VALIDATION_FRACTION)
-    runs = {r.technique: r for r in regularize.run_ablation(split).runs}
-    assert list(runs) == list(regularize.TECHNIQUE_NAMES)
+    techniques = ("none", *ALWAYS_BELOW)
+    runs = {
+        r.technique: r
+        for r in regularize.run_ablation(split, techniques=techniques).runs
+    }
+    assert list(runs) == list(techniques)
     none = runs.pop("none")
     # It memorized its training set, the 26 wrong labels included.
     assert none.train_accuracy == 1.0
     for technique, run in runs.items():
         assert none.loss_gap > run.loss_gap, (technique, run.loss_gap)
-    for technique in (
-        "early_stopping",
-        "weight_decay",
-        "input_noise",
-        "cutmix",
-        "dropout",
-    ):
-        assert none.accuracy_gap > runs[technique].accuracy_gap, technique
+        assert none.accuracy_gap > run.accuracy_gap, technique
     stopped = runs["early_stopping"]
     assert stopped.epochs_run < regularize.DEFAULT_EPOCHS
 

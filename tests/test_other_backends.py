@@ -67,6 +67,7 @@ FILES = [
     "test_augmented_batches.py",
     "test_protocol.py",
     "test_critical_batch.py",
+    "test_experiment_summary.py",
 ]
 # TensorFlow files that a whole-suite run hands to a second TensorFlow process.
 TENSORFLOW_SIDE_FILES = [
@@ -74,6 +75,7 @@ TENSORFLOW_SIDE_FILES = [
     "test_tutorials_04.py",
     "test_tutorials_05_06.py",
     "test_tutorials_07_08.py",
+    "test_tutorials_09.py",
     "test_experiments_regularize.py",
 ]
 # Files of FILES that do not pass on a backend yet: {"torch": {"test_x.py"}}.

@@ -265,8 +265,18 @@ show_markdown(verdict(result))
 # %% [markdown]
 # ## The answer
 #
-# See the table and the verdict above for this run's numbers. Two readings of the
-# gap between $B_\text{simple}$ and $B_\text{crit}$, not tested here:
+# On the digits MLP with plain SGD (8 seeds, η tuned per batch size), doubling the
+# batch from 8 to 16 nearly halves the steps to a training cross-entropy of 0.1 (407
+# → 235); beyond about 32 the steps fall slowly (170 at 32, 138 at 64, 91 at 512)
+# while the examples grow 14× (3,260 at batch 8 to 46,600 at 512). McCandlish et
+# al.'s $S = S_\min(1 + B_\text{crit}/B)$ describes the counts within about 17 % per
+# run: $S_\min$ = 91 steps, $E_\min$ = 2,480 examples, $B_\text{crit}$ = 27 (fitted
+# seed by seed, 27.4 [24.2, 30.5], 95 % interval). The gradient noise scale
+# measured at the target, $B_\text{simple}$ = 274 [235, 313], is 10× $B_\text{crit}$:
+# here it overestimates the critical batch size by an order of magnitude.
+#
+# Two readings of the gap between $B_\text{simple}$ and $B_\text{crit}$, not tested
+# here:
 # $B_\text{simple}$ equals McCandlish et al.'s $B_\text{noise} =
 # \operatorname{tr}(H\Sigma)/(G^\top H G)$ only when the Hessian $H$ is a multiple of
 # the identity, and it is measured at the end of training, where $|G|^2$ is smallest,
