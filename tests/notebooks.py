@@ -25,9 +25,19 @@ import types
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 # Every numbered tutorial on disk.
 NAMES = sorted(path.stem for path in TUTORIALS.glob("[0-9][0-9]_*.py"))
+
+
+# The mark of a test file whose notebooks need the TensorFlow backend (the stored runs
+# and the tests use it).
+tensorflow_only = pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="the tutorials' tests run on the TensorFlow backend",
+)
 
 
 @dataclasses.dataclass
@@ -60,6 +70,19 @@ class Executed:
             for output in self.outputs()
             if "text/markdown" in output.get("data", {})
         ]
+
+    def assert_shows(self, figures, min_bytes: int = 5_000) -> None:
+        """Each of `figures` was written to `out` as a PNG of at least `min_bytes`,
+        at least as many images were shown inline, and the last cell printed the
+        run's time and the package version (`experiments.run_description`)."""
+        for figure in figures:
+            data = (self.out / figure).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n", figure
+            assert len(data) > min_bytes, (figure, len(data))
+        assert self.inline_images() >= len(figures)
+        printed = self.printed()
+        assert "Run in " in printed and "s of CPU time" in printed
+        assert "keras-optnotes " in printed
 
     def printed(self) -> str:
         """What the notebook printed (its stdout), joined."""

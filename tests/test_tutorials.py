@@ -12,19 +12,12 @@ expected values.
 
 import math
 
-import keras
 import numpy as np
 import pytest
-from notebooks import definitions, execute
+from notebooks import definitions, execute, tensorflow_only
 from scipy import stats
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow",
-        reason="the tutorials' smoke runs are checked on the TensorFlow backend",
-    ),
-]
+pytestmark = [pytest.mark.slow, tensorflow_only]
 
 MODES = "01_batch_size_modes"
 PATHS = "02_optimizer_paths"
@@ -86,13 +79,8 @@ def floats(value) -> np.ndarray:
 )
 def test_writes_and_shows_its_figures_and_run_time(fixture, name, request):
     executed = request.getfixturevalue(fixture)
-    for figure in FIGURES[name]:
-        data = (executed.out / figure).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, figure
-    assert executed.inline_images() >= len(FIGURES[name])
-    printed = executed.printed()
-    assert "Run in " in printed and "CPU cores" in printed
-    assert "keras-optnotes " in printed
+    executed.assert_shows(FIGURES[name])
+    assert "CPU cores" in executed.printed()
     assert executed.results["seeds"] == 1  # QUICK's default (02 has no seeds)
     assert executed.markdown_outputs()  # tables and verdicts, rendered
 

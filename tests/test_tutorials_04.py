@@ -17,23 +17,16 @@ import math
 import re
 import types
 
-import keras
 import nbformat
 import numpy as np
 import pytest
-from notebooks import TUTORIALS, Executed, definitions, execute, read
+from notebooks import TUTORIALS, Executed, definitions, execute, read, tensorflow_only
 from scipy import stats
 
 from keras_optnotes.diagnostics.results import LossSurface
 from keras_optnotes.experiments.protocol import Interval
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow",
-        reason="the tutorial trains with tf.function / TensorFlow",
-    ),
-]
+pytestmark = [pytest.mark.slow, tensorflow_only]
 
 NAME = "04_sharp_and_flat_minima"
 FIGURES = (
@@ -225,13 +218,7 @@ def assert_lines_and_surfaces_pass_through_the_measured_losses(results: dict):
 
 
 def test_writes_and_shows_its_figures(executed):
-    for figure in FIGURES:
-        data = (executed.out / figure).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    assert executed.inline_images() >= len(FIGURES)
-    printed = executed.printed()
-    assert "Run in " in printed and "s of CPU time" in printed
-    assert "keras-optnotes " in printed
+    executed.assert_shows(FIGURES, min_bytes=10_000)
 
 
 def test_shows_both_tables_and_writes_both_studies(executed, notebook):

@@ -17,15 +17,9 @@ import math
 import keras
 import numpy as np
 import pytest
-from notebooks import definitions, execute, read
+from notebooks import definitions, execute, read, tensorflow_only
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow",
-        reason="the tutorials train with tf.function / TensorFlow",
-    ),
-]
+pytestmark = [pytest.mark.slow, tensorflow_only]
 
 FIGURES = {
     "05_regularization": (
@@ -100,11 +94,7 @@ def shown_rows(executed, first_cell: str) -> list[list[str]]:
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_writes_and_shows_its_figures(executed, name):
     run = executed(name)
-    for figure in FIGURES[name]:
-        data = (run.out / figure).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    assert run.inline_images() >= len(FIGURES[name])
-    assert "Run in " in run.printed() and "keras-optnotes " in run.printed()
+    run.assert_shows(FIGURES[name], min_bytes=20_000)
     assert run.results["seeds"] == 1
     assert QUOTES[name] in read(name).cells[0].source  # the notes' own words
 

@@ -15,16 +15,10 @@ import math
 import keras
 import numpy as np
 import pytest
-from notebooks import definitions, execute
+from notebooks import definitions, execute, tensorflow_only
 from scipy import stats
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow",
-        reason="the tutorials train with tf.function / TensorFlow",
-    ),
-]
+pytestmark = [pytest.mark.slow, tensorflow_only]
 
 FIGURES = {
     "07_dropout": ("07_mc_vs_weight_scaling.png", "07_coadaptation.png"),
@@ -115,13 +109,7 @@ def test_writes_and_shows_figures_numbers_and_verdicts(fixture, request):
     name = executed.name
     assert executed.notebook.cells[0].source.startswith(f"# {name[:2]} — ")
     assert SECTIONS[name] in executed.notebook.cells[0].source
-    for figure in FIGURES[name]:
-        data = (executed.out / figure).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    assert executed.inline_images() >= len(FIGURES[name])
-    printed = executed.printed()
-    assert "Run in " in printed and "s of CPU time" in printed
-    assert "keras-optnotes " in printed
+    executed.assert_shows(FIGURES[name], min_bytes=10_000)
     results = executed.results
     assert results["seeds"] == 2
     numbers, nulls = numbers_and_nulls(results)

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 import pytest
-from notebooks import execute
+from notebooks import execute, tensorflow_only
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, tensorflow_only]
 
 NAME = "09_critical_batch_size"
 FIGURES = ("09_critical_batch.png", "09_pareto.png")
@@ -19,11 +19,7 @@ def executed(tmp_path_factory):
 
 
 def test_writes_and_shows_its_figures(executed):
-    for name in FIGURES:
-        data = (executed.out / name).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
-    assert executed.inline_images() >= len(FIGURES)
-    assert "Run in " in executed.printed() and "keras-optnotes " in executed.printed()
+    executed.assert_shows(FIGURES)
 
 
 def test_the_fit_is_the_hyperbola_it_reports(executed):
