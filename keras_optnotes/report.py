@@ -127,6 +127,8 @@ def json_ready(value: Any) -> Any:
 def write_json(path: str | os.PathLike, value: Any) -> Path:
     """Writes `json_ready(value)` to `path` as indented UTF-8 JSON; returns the path.
 
+    The commands write their `.json` files with it, and the tutorials their numbers.
+
     Raises:
         TypeError: `value` holds something JSON cannot represent (after
             `json_ready`), e.g. an arbitrary object.
@@ -135,7 +137,7 @@ def write_json(path: str | os.PathLike, value: Any) -> Path:
 
     path = Path(path)
     path.write_text(
-        json.dumps(json_ready(value), indent=1, allow_nan=False) + "\n",
+        json.dumps(json_ready(value), indent=1, allow_nan=False),
         encoding="utf-8",
     )
     return path

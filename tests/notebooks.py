@@ -19,12 +19,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import os
 import sys
 import types
 from pathlib import Path
 from typing import Any
 
+import keras
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
@@ -35,7 +35,7 @@ NAMES = sorted(path.stem for path in TUTORIALS.glob("[0-9][0-9]_*.py"))
 # The mark of a test file whose notebooks need the TensorFlow backend (the stored runs
 # and the tests use it).
 tensorflow_only = pytest.mark.skipif(
-    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    keras.backend.backend() != "tensorflow",
     reason="the tutorials' tests run on the TensorFlow backend",
 )
 
@@ -116,9 +116,8 @@ def execute(name: str, out: Path, **parameters: Any) -> Executed:
         parameters={"QUICK": True, "OUT": str(out), **parameters},
         kernel_name="python3",
         progress_bar=False,
-        cwd=str(out),
         # The kernel inherits this process' environment (KERAS_BACKEND, ...).
-        env=dict(os.environ),
+        cwd=str(out),
     )
     notebook = nbformat.read(executed_path, as_version=4)
     results_path = out / f"{name}.json"

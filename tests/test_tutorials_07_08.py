@@ -368,17 +368,3 @@ def test_variant_tables_are_the_seeds_t_intervals(normalization, normalization_c
                 t_cell([v[budget][kind][str(b)] for v in variants]) for b in sizes
             ]
             assert cells[1:] == expected
-
-
-def test_interval_cells_and_paired_differences_are_students_t(normalization_code):
-    estimate, difference = (
-        normalization_code["estimate"],
-        normalization_code["difference"],
-    )
-    a, b = [0.91, 0.95, 0.93], [0.88, 0.90, 0.92]
-    assert str(estimate(a)) == t_cell(a)
-    d = np.subtract(a, b)
-    low, high = stats.t.interval(0.95, 2, loc=d.mean(), scale=stats.sem(d))
-    text = difference(estimate(a), estimate(b))
-    assert text.startswith(f"{d.mean():+.3g} [{low:+.3g}, {high:+.3g}]")
-    assert text.endswith(", significant" if low > 0 or high < 0 else "not significant")

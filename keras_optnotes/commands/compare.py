@@ -27,7 +27,6 @@ Python use, without the command line:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -63,11 +62,11 @@ from keras_optnotes.experiments.compare import (
 )
 from keras_optnotes.report import (
     finish_figure,
-    json_ready,
     markdown_table,
     output_folder,
     panels,
     print_report,
+    write_json,
     write_report,
 )
 
@@ -340,10 +339,7 @@ def run(args: argparse.Namespace) -> int:
             f"{ranking.seconds:.0f} s."
         )
         table = markdown_table(RANKING_COLUMNS, ranking.table_rows())
-        (staging / "compare.json").write_text(
-            json.dumps(json_ready(ranking.to_dict()), indent=1, allow_nan=False),
-            encoding="utf-8",
-        )
+        write_json(staging / "compare.json", ranking.to_dict())
         written = [
             "compare.json",
             *write_report(

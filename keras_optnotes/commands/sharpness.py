@@ -29,7 +29,6 @@ Python use, without the command line:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -68,12 +67,12 @@ from keras_optnotes.experiments.sharpness import (
 )
 from keras_optnotes.report import (
     finish_figure,
-    json_ready,
     markdown_table,
     output_folder,
     panels,
     print_report,
     write_csv,
+    write_json,
 )
 
 NAME = "sharpness"
@@ -529,10 +528,7 @@ def write_study(study: SharpnessStudy, folder: Path, dataset: str) -> list[str]:
     summary = summary_text(study, dataset)
     table = markdown_table(STUDY_COLUMNS, study.table_rows())
     per_seed = study.per_seed_rows()
-    (folder / "sharpness.json").write_text(
-        json.dumps(json_ready(study.to_dict()), indent=1, allow_nan=False),
-        encoding="utf-8",
-    )
+    write_json(folder / "sharpness.json", study.to_dict())
     (folder / "sharpness.md").write_text(
         f"# {PROG} {NAME}\n\n{summary}\n\n{table}\n\n## Per seed\n\n"
         + markdown_table(PER_SEED_COLUMNS, per_seed),
@@ -580,8 +576,6 @@ def _partial_writer(path: str):
             "seeds": list(arm.seeds),
             "per_seed": {k: list(v) for k, v in arm.per_seed.items()},
         }
-        Path(path).write_text(
-            json.dumps(json_ready(done), indent=1, allow_nan=False), encoding="utf-8"
-        )
+        write_json(path, done)
 
     return write

@@ -195,9 +195,9 @@ def significant_difference(a: Estimate, b: Estimate) -> int:
         ValueError: `a` and `b` have different numbers of seeds.
     """
     interval = _paired(a, b)
-    if interval is None:
+    if interval is None or not interval.significant:
         return 0
-    return 1 if interval.low > 0 else -1 if interval.high < 0 else 0
+    return 1 if interval.mean > 0 else -1
 
 
 def wilson_interval(
