@@ -1,10 +1,11 @@
 """The floor job's smoke run: the package at the oldest Keras it declares, without
 TensorFlow, on JAX (or another backend given by KERAS_BACKEND).
 
-`.ci/run` runs it in a virtual environment of its own with `keras==<floor>`, jax and
-the data, plot and diagnostics extras, after checking that TensorFlow is not
-installed; then `keras-optnotes compare --quick` (on JAX) or a short
-`keras-optnotes sharpness --quick` (on PyTorch). Not a pytest file (pytest collects test_*.py): run it as
+`.ci/run` runs it on JAX in a virtual environment of its own with `keras==<floor>`,
+jax and the data, plot and diagnostics extras, after checking that TensorFlow is not
+installed; then `keras-optnotes compare --quick` and a short `keras-optnotes
+sharpness --quick`. With torch installed it runs on PyTorch as well
+(`KERAS_BACKEND=torch`). Not a pytest file (pytest collects test_*.py): run it as
 `python tests/floor_smoke.py`. It exits non-zero at the first failure.
 
 What it shows: every module imports; each update rule, Lookahead around LARS, SAM

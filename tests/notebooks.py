@@ -8,7 +8,8 @@ A tutorial is a jupytext "percent" file, `tutorials/NN_topic.py`, paired with
 - `execute(name, out)` runs the notebook under papermill, in a Jupyter kernel of this
   Python, with `QUICK = True` and `OUT = out` injected after the parameters cell (as
   `papermill -p QUICK True` does), and returns the executed notebook with the JSON
-  it wrote.
+  it wrote. The notebooks of one pytest process share one kernel (`shared_kernel`),
+  its namespace and Keras' state cleared before each.
 - `definitions(name)` is the notebook seen as a module: its imports, functions,
   classes and UPPER_CASE constants, executed here without running the experiment,
   for the tests of a notebook's own functions.
@@ -100,6 +101,58 @@ def read(name: str):
     return jupytext.read(TUTORIALS / f"{name}.py")
 
 
+_kernel = None  # the kernel manager of `shared_kernel`
+
+# What runs in the shared kernel before each notebook: an empty namespace (a notebook
+# that forgets an import fails as it would in a kernel of its own), Keras' global
+# state (names, seeds, float type, precision policy) and matplotlib's figures back
+# to their start.
+RESET = """
+%reset -f
+import keras as _keras
+import matplotlib.pyplot as _plt
+_plt.close("all")
+_keras.config.set_floatx("float32")
+_keras.mixed_precision.set_global_policy("float32")
+_keras.backend.clear_session()
+%reset -f
+"""
+
+
+def shared_kernel():
+    """One Jupyter kernel of this Python, started once per pytest process and shared
+    by the notebooks it runs, reset before each (`RESET`).
+
+    Each kernel of its own would start Python and import TensorFlow, Keras and
+    matplotlib again: about 9 s of CPU time per notebook, a third of a quick run.
+    """
+    import atexit
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    global _kernel
+    if _kernel is None:
+        manager = AsyncKernelManager(kernel_name="python3")
+        # The kernel inherits this process' environment (KERAS_BACKEND, ...); the
+        # notebooks write only under their absolute OUT.
+        run_sync(manager.start_kernel)(cwd=tempfile.gettempdir())
+        atexit.register(run_sync(manager.shutdown_kernel), now=True)
+        _kernel = manager
+    client = _kernel.client()
+    client.start_channels()
+    try:
+        run_sync(client.wait_for_ready)(timeout=120)
+        reply = run_sync(client.execute_interactive)(
+            RESET, store_history=False, timeout=120, output_hook=lambda message: None
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+    return _kernel
+
+
 def execute(name: str, out: Path, **parameters: Any) -> Executed:
     """Runs `tutorials/<name>.ipynb` under papermill with `QUICK = True`, `OUT = out`
     and `parameters`; raises papermill's `PapermillExecutionError` (with the failing
@@ -116,8 +169,7 @@ def execute(name: str, out: Path, **parameters: Any) -> Executed:
         parameters={"QUICK": True, "OUT": str(out), **parameters},
         kernel_name="python3",
         progress_bar=False,
-        # The kernel inherits this process' environment (KERAS_BACKEND, ...).
-        cwd=str(out),
+        km=shared_kernel(),
     )
     notebook = nbformat.read(executed_path, as_version=4)
     results_path = out / f"{name}.json"

@@ -20,9 +20,9 @@ RULES = optimizers.list_rules()
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    return resume.run(
-        tmp_path_factory.mktemp("load_weights"), "weights", backend=BACKEND
-    )
+    """The `load_weights` flow, run in test_resume.py's first process
+    (`resume.runs`)."""
+    return resume.runs(tmp_path_factory, BACKEND)["weights"]
 
 
 @pytest.mark.parametrize("rule", RULES)

@@ -22,10 +22,9 @@ RULES = optimizers.list_rules()
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Both processes, one after the other, on this backend; each handles every rule."""
-    return resume.run(
-        tmp_path_factory.mktemp("resume"), "first", "second", backend=BACKEND
-    )
+    """Both processes, one after the other, on this backend; each handles every rule
+    (the first also runs test_checkpoint_flow.py's flow, see `resume.runs`)."""
+    return resume.runs(tmp_path_factory, BACKEND)["keras_file"]
 
 
 @pytest.mark.slow

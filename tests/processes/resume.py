@@ -9,8 +9,11 @@ Op determinism is on (TensorFlow), so two runs of the same steps get the same bi
                                      # -> resumed.npz
     python resume.py weights OUT_DIR # per rule: N steps with a
                                      # ModelCheckpoint(save_weights_only=True), N more
-                                     # -> uninterrupted.npz; then a new model:
-                                     # compile, load_weights, N steps -> resumed.npz
+                                     # -> weights/uninterrupted.npz; then a new model:
+                                     # compile, load_weights, N steps
+                                     # -> weights/resumed.npz
+    python resume.py first+weights OUT_DIR  # both phases, one after the other, in
+                                            # one process
 
 Each `.npz` holds, per rule, the model's weights (`<rule>/weight/<i>`) and every
 optimizer variable (`<rule>/optimizer/<i>`: iterations, learning rate, slots).
@@ -87,11 +90,14 @@ def state(rule: str, model) -> dict[str, np.ndarray]:
 
 
 def resume_from_weights(out_dir: str, x, y) -> None:
-    """The standard checkpoint flow: compile, `load_weights`, fit."""
+    """The standard checkpoint flow: compile, `load_weights`, fit (into
+    `out_dir/weights/`)."""
     import keras
 
     from keras_optnotes import optimizers
 
+    out_dir = os.path.join(out_dir, "weights")
+    os.makedirs(out_dir, exist_ok=True)
     half = STEPS * BATCH
     uninterrupted, resumed = {}, {}
     for rule in optimizers.list_rules():
@@ -121,25 +127,40 @@ def resume_from_weights(out_dir: str, x, y) -> None:
 # -- used by the tests that launch this script -------------------------------------
 
 
-def run(folder, *phases: str, backend: str):
-    """Runs this script once per phase on `backend`; (uninterrupted, resumed) arrays."""
+_runs: dict[str, dict[str, tuple]] = {}
+
+
+def runs(tmp_path_factory, backend: str) -> dict[str, tuple]:
+    """Both checkpoint flows on `backend`, run once per test session and shared by
+    test_resume.py and test_checkpoint_flow.py: {"keras_file": (uninterrupted,
+    resumed), "weights": (uninterrupted, resumed)} arrays.
+
+    Two processes: the `.keras` file's first phase and the `load_weights` flow (which
+    needs no second process) in one, then the second phase in a fresh one.
+    """
     import subprocess
 
     from processes.launch import command, describe, environment
 
-    for phase in phases:
-        result = subprocess.run(
-            command("resume.py", phase, folder),
-            env=environment(KERAS_BACKEND=backend),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, f"{phase} process: {describe(result)}"
-    return (
-        np.load(os.path.join(folder, "uninterrupted.npz")),
-        np.load(os.path.join(folder, "resumed.npz")),
-    )
+    if backend not in _runs:
+        folder = tmp_path_factory.mktemp("resume")
+        for phase in ("first+weights", "second"):
+            result = subprocess.run(
+                command("resume.py", phase, folder),
+                env=environment(KERAS_BACKEND=backend),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert result.returncode == 0, f"{phase} process: {describe(result)}"
+        _runs[backend] = {
+            flow: tuple(
+                np.load(os.path.join(folder, *sub, f"{name}.npz"))
+                for name in ("uninterrupted", "resumed")
+            )
+            for flow, sub in (("keras_file", ()), ("weights", ("weights",)))
+        }
+    return _runs[backend]
 
 
 def assert_resumed_exactly(uninterrupted, resumed, rule: str) -> None:
@@ -156,20 +177,32 @@ def assert_resumed_exactly(uninterrupted, resumed, rule: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    phase, out_dir = argv
+    phases, out_dir = argv
     import keras
 
-    from keras_optnotes import optimizers
-
-    keras.utils.set_random_seed(0)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
     x, y = data()
-    if phase == "weights":
-        resume_from_weights(out_dir, x, y)
-        return 0
+    for phase in phases.split("+"):
+        # Every phase starts from the same seed, whatever ran before it.
+        keras.utils.set_random_seed(0)
+        if phase == "weights":
+            resume_from_weights(out_dir, x, y)
+        else:
+            resume_from_keras_file(phase, out_dir, x, y)
+    return 0
+
+
+def resume_from_keras_file(phase: str, out_dir: str, x, y) -> None:
+    """`first`: N steps, save, N more; `second`: load the file, N steps."""
+    import keras
+
+    from keras_optnotes import optimizers
+
+    if phase not in ("first", "second"):
+        raise ValueError(f"phase={phase!r}: expected first, second or weights")
     half = STEPS * BATCH
     results = {}
     for rule in optimizers.list_rules():
@@ -186,7 +219,6 @@ def main(argv: list[str]) -> int:
         results.update(state(rule, model))
     name = "uninterrupted" if phase == "first" else "resumed"
     np.savez(os.path.join(out_dir, f"{name}.npz"), **results)
-    return 0
 
 
 if __name__ == "__main__":
