@@ -10,12 +10,8 @@ To run a file on the other backends, add it to `FILES`, the one list of what run
 
 The TensorFlow suite is one process that keeps about one of the two CI cores busy, so
 in a whole-suite run the files of `TENSORFLOW_SIDE_FILES` (the tutorials' and the
-experiments' training runs, and the TensorFlow-only files of distribution, fault
-tolerance and the `compare` command) leave it for a second TensorFlow process
-alongside (conftest deselects them here). The split evens out the processes' CPU time
-(measured per file: this process about 300 s, the second about 270 s, JAX about
-340 s, PyTorch about 185 s), so that no process runs alone at the end while a core
-idles. Run on their own, or with a selection that leaves out
+experiments' training runs) leave it for a second TensorFlow process alongside
+(conftest deselects them here). Run on their own, or with a selection that leaves out
 the runner below, they run in this process as usual.
 """
 
@@ -81,10 +77,6 @@ TENSORFLOW_SIDE_FILES = [
     "test_tutorials_07_08.py",
     "test_tutorials_09.py",
     "test_experiments_regularize.py",
-    "test_compare.py",
-    "test_mirrored_strategy.py",
-    "test_multi_worker.py",
-    "test_fault_tolerance.py",
 ]
 # Files of FILES that do not pass on a backend yet: {"torch": {"test_x.py"}}.
 NOT_YET: dict[str, set[str]] = {}
