@@ -78,6 +78,15 @@ def pytest_collection_finish(session):
                 _runners.add(item.module)
 
 
+@pytest.fixture(scope="session")
+def resume_runs(tmp_path_factory):
+    """Both checkpoint flows of `processes/resume.py` on this backend, run once for
+    test_resume.py (the `.keras` file) and test_checkpoint_flow.py (`load_weights`)."""
+    from processes import resume
+
+    return resume.run(tmp_path_factory.mktemp("resume"), BACKEND)
+
+
 def pytest_sessionfinish(session):
     for runner in _runners:
         runner.stop_all()

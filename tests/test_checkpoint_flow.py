@@ -10,7 +10,6 @@ names both layouts.
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND
 from processes import resume
 
 from keras_optnotes import optimizers
@@ -19,10 +18,10 @@ RULES = optimizers.list_rules()
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(resume_runs):
     """The `load_weights` flow, run in test_resume.py's first process
-    (`resume.runs`)."""
-    return resume.runs(tmp_path_factory, BACKEND)["weights"]
+    (`resume.run`)."""
+    return resume_runs["weights"]
 
 
 @pytest.mark.parametrize("rule", RULES)

@@ -12,7 +12,6 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND
 from processes import resume
 
 from keras_optnotes import optimizers
@@ -21,10 +20,10 @@ RULES = optimizers.list_rules()
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(resume_runs):
     """Both processes, one after the other, on this backend; each handles every rule
-    (the first also runs test_checkpoint_flow.py's flow, see `resume.runs`)."""
-    return resume.runs(tmp_path_factory, BACKEND)["keras_file"]
+    (the first also runs test_checkpoint_flow.py's flow, see `resume.run`)."""
+    return resume_runs["keras_file"]
 
 
 @pytest.mark.slow

@@ -127,40 +127,35 @@ def resume_from_weights(out_dir: str, x, y) -> None:
 # -- used by the tests that launch this script -------------------------------------
 
 
-_runs: dict[str, dict[str, tuple]] = {}
-
-
-def runs(tmp_path_factory, backend: str) -> dict[str, tuple]:
-    """Both checkpoint flows on `backend`, run once per test session and shared by
-    test_resume.py and test_checkpoint_flow.py: {"keras_file": (uninterrupted,
+def run(folder, backend: str) -> dict[str, tuple]:
+    """Both checkpoint flows on `backend` in `folder`: {"keras_file": (uninterrupted,
     resumed), "weights": (uninterrupted, resumed)} arrays.
 
     Two processes: the `.keras` file's first phase and the `load_weights` flow (which
-    needs no second process) in one, then the second phase in a fresh one.
+    needs no second process) in one, then the second phase in a fresh one. The
+    session fixture `resume_runs` (conftest.py) runs them once for test_resume.py and
+    test_checkpoint_flow.py.
     """
     import subprocess
 
     from processes.launch import command, describe, environment
 
-    if backend not in _runs:
-        folder = tmp_path_factory.mktemp("resume")
-        for phase in ("first+weights", "second"):
-            result = subprocess.run(
-                command("resume.py", phase, folder),
-                env=environment(KERAS_BACKEND=backend),
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert result.returncode == 0, f"{phase} process: {describe(result)}"
-        _runs[backend] = {
-            flow: tuple(
-                np.load(os.path.join(folder, *sub, f"{name}.npz"))
-                for name in ("uninterrupted", "resumed")
-            )
-            for flow, sub in (("keras_file", ()), ("weights", ("weights",)))
-        }
-    return _runs[backend]
+    for phase in ("first+weights", "second"):
+        result = subprocess.run(
+            command("resume.py", phase, folder),
+            env=environment(KERAS_BACKEND=backend),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{phase} process: {describe(result)}"
+    return {
+        flow: tuple(
+            np.load(os.path.join(folder, *sub, f"{name}.npz"))
+            for name in ("uninterrupted", "resumed")
+        )
+        for flow, sub in (("keras_file", ()), ("weights", ("weights",)))
+    }
 
 
 def assert_resumed_exactly(uninterrupted, resumed, rule: str) -> None:
