@@ -7,6 +7,7 @@ argument check of the rules' constructors.
 
 import json
 import math
+import sys
 import zipfile
 
 import keras
@@ -163,6 +164,63 @@ def test_fused_and_plain_paths_agree_eagerly_and_in_tf_function(rule):
     plain_in_function = _run_steps(rule, jit_compile=False, in_function="plain")
     for a, b in zip(plain_in_function, plain):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
+
+
+@tensorflow_only
+@pytest.mark.parametrize("rule", [*RULES, "Lookahead"])
+def test_state_built_during_a_trace_is_created_eagerly_and_steps_alike(rule):
+    """Keras' `fit` builds the optimizer inside the first trace of its train function
+    (no `tf.distribute` strategy). The state is then created in the eager context:
+    no `tf.cond`-guarded initializer per variable, as a variable created inside the
+    trace would get; the steps equal those of an optimizer built before the trace,
+    eagerly."""
+    from tensorflow.python.ops import cond as tf_cond
+
+    variables = [
+        keras.Variable(np.linspace(-1, 1, 12).reshape(4, 3), dtype="float32"),
+        keras.Variable(np.array([0.5, -0.5, 2.0]), dtype="float32"),
+    ]
+    if rule == "Lookahead":
+        inner = optimizers.Adam(**RECIPES["Adam"][0], jit_compile=False)
+        optimizer, built = (
+            optimizers.Lookahead(inner),
+            optimizers.Lookahead(
+                optimizers.Adam(**RECIPES["Adam"][0], jit_compile=False)
+            ),
+        )
+    else:
+        optimizer = optimizers.get(rule, jit_compile=False, **RECIPES[rule][0])
+        built = optimizers.get(rule, jit_compile=False, **RECIPES[rule][0])
+    reference = [keras.Variable(v.numpy()) for v in variables]
+    built.build(reference)
+
+    conds = []
+    original = tf_cond.cond
+
+    def counting_cond(*args, **kwargs):
+        # tf.function's guard of a variable initializer, not the rule's own conds.
+        caller = sys._getframe(1).f_code.co_filename
+        if caller.endswith("polymorphic_function.py"):
+            conds.append(caller)
+        return original(*args, **kwargs)
+
+    @tf.function
+    def apply(grads):
+        optimizer.apply(grads, variables)
+
+    tf_cond.cond = counting_cond
+    try:
+        apply(_gradients(0))  # traced: builds the optimizer
+    finally:
+        tf_cond.cond = original
+    assert optimizer.built and conds == []
+    for step in range(1, 6):
+        apply(_gradients(step))
+    for step in range(6):
+        built.apply(_gradients(step), reference)
+    # Traced against eager steps: equal to float32 rounding (graph rewrites).
+    for a, b in zip([*variables, *optimizer.variables], [*reference, *built.variables]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-6, atol=1e-7)
 
 
 @tensorflow_only

@@ -12,6 +12,7 @@ from keras_optnotes.optimizers.base import (
     _layout,
     _SavedState,
     _shapes,
+    _state_creation_scope,
     check_rule,
     numbered_values,
     save_rule,
@@ -164,7 +165,8 @@ class Lookahead(keras.optimizers.Optimizer):
         self.slow_weights = []
         for i, variable in enumerate(var_list):
             if saved is None:
-                slow = self.add_variable_from_reference(variable, name="slow")
+                with _state_creation_scope():  # eager, also during a trace
+                    slow = self.add_variable_from_reference(variable, name="slow")
                 slow.assign(ops.copy(variable))  # own buffer: JAX donates both
             else:
                 # As an initializer, not an assignment: `build` may run inside the
@@ -172,9 +174,10 @@ class Lookahead(keras.optimizers.Optimizer):
                 def initializer(shape, dtype=None, value=saved.values[i]):
                     return ops.convert_to_tensor(value, dtype=dtype)
 
-                slow = self.add_variable_from_reference(
-                    variable, name="slow", initializer=initializer
-                )
+                with _state_creation_scope():
+                    slow = self.add_variable_from_reference(
+                        variable, name="slow", initializer=initializer
+                    )
             self.slow_weights.append(slow)
         super().build(var_list)
 
