@@ -1,8 +1,9 @@
 """Shared test set-up: quiet TensorFlow, the TensorFlow backend unless told otherwise.
 
 The backend-sensitive test files run again on JAX and PyTorch, each in its own pytest
-process (Keras picks its backend once per process). They are started here as soon as
-collection ends, so that they run alongside this one, and waited for last
+process (Keras picks its backend once per process). They are started here when the
+session starts (a whole-suite run) or as soon as collection ends (a run that selects
+the runner's tests), so that they run alongside this one, and waited for last
 (`test_other_backends.py` lists the files; in a whole-suite run the slowest TensorFlow
 files go to a second TensorFlow process the same way). A test that needs TensorFlow
 itself (`tf.distribute`, `tf.data` internals, the XLA-fused optimizer path) is marked
@@ -87,16 +88,53 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.path.name == OTHER_BACKENDS_RUNNER)
 
 
+def _whole_suite(config) -> bool:
+    """Whether this session runs the configured test paths with nothing selected
+    away, and so will wait for every background run."""
+    option = config.option
+    return (
+        BACKEND == "tensorflow"
+        and config.args_source is pytest.Config.ArgsSource.TESTPATHS
+        and not option.collectonly
+        and not option.keyword
+        and not option.markexpr
+        and not option.deselect
+        and not option.ignore
+        and not option.ignore_glob
+        and not any(
+            getattr(option, name, False) for name in ("lf", "failedfirst", "stepwise")
+        )
+    )
+
+
+def pytest_sessionstart(session):
+    """In a whole-suite run, starts the background runs at once: collecting the
+    suite takes about 20 s of one core, which they use."""
+    if not _whole_suite(session.config):
+        return
+    import test_other_backends as runner
+
+    for backend in runner.RUNS:
+        if importlib.util.find_spec(backend) is not None:
+            runner.start(backend)
+    _runners.add(runner)
+
+
 def pytest_collection_finish(session):
-    """Starts the other backends' pytest processes, if this session waits for them."""
+    """Starts the other backends' pytest processes, if this session waits for them
+    (and stops any started early that it does not wait for)."""
     if BACKEND != "tensorflow" or session.config.option.collectonly:
         return
+    waited = set()
     for item in session.items:
         backend = _runs_in_background(item)
         if backend is not None:
+            waited.add(backend)
             if importlib.util.find_spec(backend) is not None:
                 item.module.start(backend)
                 _runners.add(item.module)
+    for runner in _runners:
+        runner.stop_all(keep=waited)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 TensorFlow files, in a second TensorFlow process.
 
 Keras picks its backend once per process, so each backend gets its own pytest process.
-`conftest.py` starts these processes as soon as the session has collected, so that
-they run while the TensorFlow suite does, and puts the tests below last; each waits
+`conftest.py` starts these processes when a whole-suite session starts, or else as soon
+as the session has collected the tests below, so that they run while the TensorFlow
+suite does, and puts the tests below last; each waits
 for its process and, if it failed, shows the tail of its output.
 
 To run a file on the other backends, add it to `FILES`, the one list of what runs there.
@@ -144,16 +145,18 @@ _runs: dict[str, BackendRun] = {}
 
 
 def start(backend: str) -> BackendRun:
-    """Starts the run of `backend` once; conftest calls it when collection ends."""
+    """Starts the run of `backend` once; conftest calls it when a whole-suite session
+    starts or when collection ends."""
     if backend not in _runs:
         _runs[backend] = BackendRun(backend)
     return _runs[backend]
 
 
-def stop_all() -> None:
-    """Kills the runs still going (the session ended early: -x, Ctrl-C)."""
-    for run in _runs.values():
-        if run.process.poll() is None:
+def stop_all(keep: set[str] = frozenset()) -> None:
+    """Kills the runs still going but those of `keep` (the session ended early: -x,
+    Ctrl-C; or it does not wait for a run conftest started early)."""
+    for backend, run in list(_runs.items()):
+        if backend not in keep and run.process.poll() is None:
             run.process.kill()
             run.process.wait()
 
