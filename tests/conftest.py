@@ -15,6 +15,9 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
+
+_STARTED = time.monotonic()  # this session's start, for the background runs' summary
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -149,3 +152,13 @@ def resume_runs(tmp_path_factory):
 def pytest_sessionfinish(session):
     for runner in _runners:
         runner.stop_all()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """When each background run started and how long it took: whether the processes
+    end together on the CI's two cores."""
+    lines = [line for runner in _runners for line in runner.summary(_STARTED)]
+    if lines:
+        terminalreporter.section("background pytest processes")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -138,7 +138,10 @@ class BackendRun:
             self.process.kill()
             status = self.process.wait()
         self.output.seek(0)
-        return status, self.output.read(), time.monotonic() - self.started
+        output = self.output.read()
+        lines = output.splitlines()
+        self.last_line = lines[-1].strip("= ") if lines else "no output"
+        return status, output, time.monotonic() - self.started
 
 
 _runs: dict[str, BackendRun] = {}
@@ -150,6 +153,17 @@ def start(backend: str) -> BackendRun:
     if backend not in _runs:
         _runs[backend] = BackendRun(backend)
     return _runs[backend]
+
+
+def summary(since: float) -> list[str]:
+    """A line per run waited for: its backend, when it started (seconds after
+    `since`, a `time.monotonic()`) and pytest's last line (its own time)."""
+    return [
+        f"KERAS_BACKEND={backend}: started at {run.started - since:.0f} s; "
+        f"{run.last_line}"
+        for backend, run in _runs.items()
+        if hasattr(run, "last_line")
+    ]
 
 
 def stop_all(keep: set[str] = frozenset()) -> None:
