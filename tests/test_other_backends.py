@@ -12,8 +12,8 @@ To run a file on the other backends, add it to `FILES`, the one list of what run
 The TensorFlow suite is one process that keeps about one of the two CI cores busy, so
 in a whole-suite run the files of `TENSORFLOW_SIDE_FILES` (the tutorials' and the
 experiments' training runs; the TensorFlow-only files whose tests start fresh
-processes: distribution, fault tolerance, TensorFlow's absence; the `compare`,
-`sharpness` and `regularize` commands) leave it for a second TensorFlow process
+processes: distribution, fault tolerance, TensorFlow's absence; the `compare` and
+`regularize` commands) leave it for a second TensorFlow process
 alongside (conftest deselects them here). The split evens out the four processes'
 CPU time, so that no process runs alone at the end while a core idles: in a
 whole-suite run sampled every 5 s with only the tutorials and experiments split off,
@@ -88,7 +88,6 @@ TENSORFLOW_SIDE_FILES = [
     "test_multi_worker.py",
     "test_fault_tolerance.py",
     "test_optional_tensorflow.py",
-    "test_diagnostics_command.py",
     "test_regularize.py",
 ]
 # Files of FILES that do not pass on a backend yet: {"torch": {"test_x.py"}}.
