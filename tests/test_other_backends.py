@@ -12,8 +12,8 @@ To run a file on the other backends, add it to `FILES`, the one list of what run
 The TensorFlow suite is one process that keeps about one of the two CI cores busy, so
 in a whole-suite run the files of `TENSORFLOW_SIDE_FILES` (the tutorials' and the
 experiments' training runs; the TensorFlow-only files whose tests start fresh
-processes: distribution, fault tolerance, TensorFlow's absence; the `compare` and
-`regularize` commands) leave it for a second TensorFlow process
+processes: distribution, fault tolerance, TensorFlow's absence; the `compare`,
+`critical-batch` and `regularize` commands) leave it for a second TensorFlow process
 alongside (conftest deselects them here). The split evens out the four processes'
 CPU time, so that no process runs alone at the end while a core idles: in a
 whole-suite run sampled every 5 s with only the tutorials and experiments split off,
@@ -83,6 +83,8 @@ TENSORFLOW_SIDE_FILES = [
     "test_tutorials_07_08.py",
     "test_tutorials_09.py",
     "test_experiments_regularize.py",
+    "test_experiments_compare.py",
+    "test_critical_batch.py",
     "test_compare.py",
     "test_mirrored_strategy.py",
     "test_multi_worker.py",
