@@ -119,6 +119,7 @@ SETTINGS = {
         "equal_epochs": 60,
         "tuning_seeds": 1,
         "grid_size": 5,
+        "edge_extensions": protocol.EDGE_EXTENSIONS,
         "sam_rhos": (0.05, 0.1),
         "measure_samples": 256,
         "trace_samples": 4,
@@ -133,6 +134,7 @@ SETTINGS = {
         "equal_epochs": 4,
         "tuning_seeds": 1,
         "grid_size": 3,
+        "edge_extensions": 0,  # a smoke run does not extend the grid at its edges
         "sam_rhos": (0.05,),
         "measure_samples": 64,
         "trace_samples": 2,
@@ -201,6 +203,7 @@ def run_study(split, settings: dict, seeds: int, budget: str):
         small_batch=settings["small_batch"],
         large_batch=settings["large_batch"],
         grid_size=settings["grid_size"],
+        edge_extensions=settings["edge_extensions"],
         sam_rhos=settings["sam_rhos"],
         measure_samples=settings["measure_samples"],
         trace_samples=settings["trace_samples"],
