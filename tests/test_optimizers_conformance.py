@@ -13,6 +13,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+import reference_rules
 import tensorflow as tf
 
 from keras_optnotes import optimizers
@@ -168,59 +169,58 @@ def test_fused_and_plain_paths_agree_eagerly_and_in_tf_function(rule):
 
 @tensorflow_only
 @pytest.mark.parametrize("rule", [*RULES, "Lookahead"])
-def test_state_built_during_a_trace_is_created_eagerly_and_steps_alike(rule):
+def test_state_built_during_a_trace_is_created_eagerly_and_steps_alike(
+    rule, monkeypatch
+):
     """Keras' `fit` builds the optimizer inside the first trace of its train function
     (no `tf.distribute` strategy). The state is then created in the eager context:
     no `tf.cond`-guarded initializer per variable, as a variable created inside the
-    trace would get; the steps equal those of an optimizer built before the trace,
-    eagerly."""
+    trace would get; and its steps are the rule's, against the float64 NumPy
+    reference (Lookahead: around Adam, with a synchronization at step 5)."""
     from tensorflow.python.ops import cond as tf_cond
 
-    variables = [
-        keras.Variable(np.linspace(-1, 1, 12).reshape(4, 3), dtype="float32"),
-        keras.Variable(np.array([0.5, -0.5, 2.0]), dtype="float32"),
-    ]
+    inner = "Adam" if rule == "Lookahead" else rule
+    kwargs = dict(RECIPES[inner][0])
+    lr = float(np.float32(kwargs.pop("learning_rate")))
+    optimizer = optimizers.get(inner, learning_rate=lr, jit_compile=False, **kwargs)
+    initial = [np.linspace(-1, 1, 12).reshape(4, 3), np.array([0.5, -0.5, 2.0])]
+    initial = [x.astype("float32") for x in initial]
+    references = [reference_rules.RULES[inner](lr, x.shape, **kwargs) for x in initial]
     if rule == "Lookahead":
-        inner = optimizers.Adam(**RECIPES["Adam"][0], jit_compile=False)
-        optimizer, built = (
-            optimizers.Lookahead(inner),
-            optimizers.Lookahead(
-                optimizers.Adam(**RECIPES["Adam"][0], jit_compile=False)
-            ),
-        )
-    else:
-        optimizer = optimizers.get(rule, jit_compile=False, **RECIPES[rule][0])
-        built = optimizers.get(rule, jit_compile=False, **RECIPES[rule][0])
-    reference = [keras.Variable(v.numpy()) for v in variables]
-    built.build(reference)
+        optimizer = optimizers.Lookahead(optimizer)
+        references = [
+            reference_rules.Lookahead(ref, x) for ref, x in zip(references, initial)
+        ]
+    variables = [keras.Variable(x) for x in initial]
 
     conds = []
     original = tf_cond.cond
 
     def counting_cond(*args, **kwargs):
         # tf.function's guard of a variable initializer, not the rule's own conds.
-        caller = sys._getframe(1).f_code.co_filename
-        if caller.endswith("polymorphic_function.py"):
-            conds.append(caller)
+        if sys._getframe(1).f_code.co_filename.endswith("polymorphic_function.py"):
+            conds.append(args)
         return original(*args, **kwargs)
 
     @tf.function
     def apply(grads):
         optimizer.apply(grads, variables)
 
-    tf_cond.cond = counting_cond
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(tf_cond, "cond", counting_cond)
         apply(_gradients(0))  # traced: builds the optimizer
-    finally:
-        tf_cond.cond = original
     assert optimizer.built and conds == []
     for step in range(1, 6):
         apply(_gradients(step))
-    for step in range(6):
-        built.apply(_gradients(step), reference)
-    # Traced against eager steps: equal to float32 rounding (graph rewrites).
-    for a, b in zip([*variables, *optimizer.variables], [*reference, *built.variables]):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-6, atol=1e-7)
+    expected = [x.astype(np.float64) for x in initial]
+    for t in range(1, 7):
+        gradients = [g.numpy().astype(np.float64) for g in _gradients(t - 1)]
+        expected = [
+            ref.step(theta, g, t)
+            for ref, theta, g in zip(references, expected, gradients)
+        ]
+    for variable, value in zip(variables, expected):
+        np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5, atol=1e-6)
 
 
 @tensorflow_only

@@ -86,6 +86,17 @@ def _state_creation_scope():
     return tf.init_scope()
 
 
+def _initializer_from(value):
+    """A Keras initializer that gives `value` (a saved array): state restored as the
+    variable's initial value, not by an assignment, since `build` may run inside the
+    first trace of a `tf.function`, whose later traces skip it."""
+
+    def initializer(shape, dtype=None):
+        return ops.convert_to_tensor(value, dtype=dtype)
+
+    return initializer
+
+
 # The most bytes of variables updated by one XLA call of the fused path.
 FUSED_GROUP_BYTES = 32 * 2**20
 
@@ -503,10 +514,7 @@ class Optimizer(keras.optimizers.Optimizer):
         if saved is not None and index < len(saved.values):
             value = saved.values[index]
             if tuple(value.shape) == tuple(int(n) for n in shape):
-
-                def initializer(shape, dtype=None, value=value):
-                    return ops.convert_to_tensor(value, dtype=dtype)
-
+                initializer = _initializer_from(value)
         with _state_creation_scope():
             return super().add_variable(
                 shape, initializer=initializer, dtype=dtype, **kwargs

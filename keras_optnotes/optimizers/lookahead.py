@@ -9,6 +9,7 @@ from keras.saving import register_keras_serializable
 from keras_optnotes.checks import check_in_range, check_integer
 from keras_optnotes.optimizers.base import (
     _CompiledFunctions,
+    _initializer_from,
     _layout,
     _SavedState,
     _shapes,
@@ -164,20 +165,15 @@ class Lookahead(keras.optimizers.Optimizer):
             )
         self.slow_weights = []
         for i, variable in enumerate(var_list):
+            initializer = (
+                "zeros" if saved is None else _initializer_from(saved.values[i])
+            )
+            with _state_creation_scope():  # eager, also during a trace
+                slow = self.add_variable_from_reference(
+                    variable, name="slow", initializer=initializer
+                )
             if saved is None:
-                with _state_creation_scope():  # eager, also during a trace
-                    slow = self.add_variable_from_reference(variable, name="slow")
                 slow.assign(ops.copy(variable))  # own buffer: JAX donates both
-            else:
-                # As an initializer, not an assignment: `build` may run inside the
-                # first trace of a `tf.function`, whose later traces skip it.
-                def initializer(shape, dtype=None, value=saved.values[i]):
-                    return ops.convert_to_tensor(value, dtype=dtype)
-
-                with _state_creation_scope():
-                    slow = self.add_variable_from_reference(
-                        variable, name="slow", initializer=initializer
-                    )
             self.slow_weights.append(slow)
         super().build(var_list)
 
