@@ -60,7 +60,7 @@ import pytest  # noqa: E402
 
 BACKEND = os.environ["KERAS_BACKEND"]
 OTHER_BACKENDS_RUNNER = "test_other_backends.py"
-_runners = set()  # the runner modules that started processes
+_runner = None  # test_other_backends, once it has started processes
 
 
 def _runs_in_background(item) -> str | None:
@@ -130,17 +130,18 @@ def pytest_sessionstart(session):
     suite takes about 20 s of one core, which they use."""
     if not _whole_suite(session.config):
         return
-    import test_other_backends as runner
+    global _runner
+    import test_other_backends as _runner
 
-    for backend in runner.RUNS:
+    for backend in _runner.RUNS:
         if importlib.util.find_spec(backend) is not None:
-            runner.start(backend)
-    _runners.add(runner)
+            _runner.start(backend)
 
 
 def pytest_collection_finish(session):
     """Starts the other backends' pytest processes, if this session waits for them
     (and stops any started early that it does not wait for)."""
+    global _runner
     if BACKEND != "tensorflow" or session.config.option.collectonly:
         return
     waited = set()
@@ -149,10 +150,10 @@ def pytest_collection_finish(session):
         if backend is not None:
             waited.add(backend)
             if importlib.util.find_spec(backend) is not None:
-                item.module.start(backend)
-                _runners.add(item.module)
-    for runner in _runners:
-        runner.stop_all(keep=waited)
+                _runner = item.module
+                _runner.start(backend)
+    if _runner is not None:
+        _runner.stop_all(keep=waited)
 
 
 @pytest.fixture(scope="session")
@@ -165,14 +166,14 @@ def resume_runs(tmp_path_factory):
 
 
 def pytest_sessionfinish(session):
-    for runner in _runners:
-        runner.stop_all()
+    if _runner is not None:
+        _runner.stop_all()
 
 
 def pytest_terminal_summary(terminalreporter):
     """When each background run started and how long it took: whether the processes
     end together on the CI's two cores."""
-    lines = [line for runner in _runners for line in runner.summary(_STARTED)]
+    lines = _runner.summary(_STARTED) if _runner is not None else []
     if lines:
         terminalreporter.section("background pytest processes")
         for line in lines:

@@ -119,6 +119,7 @@ class BackendRun:
         self.backend = backend
         self.output = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, KERAS_BACKEND=backend, **ENVIRONMENT[backend])
+        self.last_line = None  # pytest's closing line, once waited for
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
@@ -163,7 +164,7 @@ def summary(since: float) -> list[str]:
         f"KERAS_BACKEND={backend}: started at {run.started - since:.0f} s; "
         f"{run.last_line}"
         for backend, run in _runs.items()
-        if hasattr(run, "last_line")
+        if run.last_line is not None
     ]
 
 
@@ -185,14 +186,13 @@ def stop_all(keep: set[str] = frozenset()) -> None:
 def test_files_pass_in_their_own_process_on(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
-    status, output, seconds = start(backend).wait()
-    lines = output.splitlines()
-    tail = "\n".join(lines[-TAIL_LINES:])
+    run = start(backend)
+    status, output, seconds = run.wait()
+    tail = "\n".join(output.splitlines()[-TAIL_LINES:])
     # pytest's own last line ("N passed in S s") times the run itself; `seconds` is
     # how long this session had it, waiting included.
-    last = lines[-1].strip("= ") if lines else "no output"
     summary = (
-        f"KERAS_BACKEND={backend} ({last}; started {seconds:.0f} s ago): "
+        f"KERAS_BACKEND={backend} ({run.last_line}; started {seconds:.0f} s ago): "
         f"{' '.join(files(backend))}"
     )
     print(f"{summary}\n{tail}")
